@@ -1,0 +1,14 @@
+"""Printer state: the model, the aggregator that owns it, and the hub sessions read from."""
+
+from ._aggregator import TICK_INTERVAL as TICK_INTERVAL
+from ._aggregator import Aggregator as Aggregator
+from ._aggregator import run_aggregator as run_aggregator
+from ._hub import Accumulated as Accumulated
+from ._hub import SessionView as SessionView
+from ._hub import StateHub as StateHub
+from ._hub import Tick as Tick
+from ._hub import encode_json as encode_json
+from ._journal import Journal as Journal
+from ._model import JSONObject as JSONObject
+from ._model import PrinterModel as PrinterModel
+from ._model import state_flags as state_flags

@@ -1,0 +1,156 @@
+"""The hub: the read side of printer state, shared by every push session.
+
+The aggregator writes here synchronously and never waits for a session; sessions read at
+their own pace through a :class:`SessionView`. What is the same for every session is encoded
+once: the state part of each tick, and every accumulated temperature point, log line, message
+and event (see :mod:`octotrio.state._journal`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from ._journal import Journal
+from ._model import JSONObject, PrinterModel
+
+TEMPS_JOURNAL_CAPACITY = 1024
+"""Temperature points kept for slow sessions: over 30 minutes at one point per 2 s."""
+
+TERMINAL_JOURNAL_CAPACITY = 8192
+"""Log lines (and messages) kept for slow sessions: ~10 s of a 400 lines/s print, or 40 s of
+accumulation at throttle 80. A session that falls further behind gets a marker line."""
+
+EVENTS_JOURNAL_CAPACITY = 1024
+"""Events kept for slow sessions. Events must not be lost silently, so a session that falls
+further behind is closed (see ``octotrio.push``)."""
+
+
+def encode_json(value: Any) -> str:
+    """Compact, ASCII-only JSON, as OctoPrint writes push messages (non-ASCII as ``\\uXXXX``)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def encode_members(obj: JSONObject) -> str:
+    """The members of a JSON object without the braces, so fragments can be joined."""
+    return encode_json(obj)[1:-1]
+
+
+@dataclass(frozen=True)
+class Tick:
+    """One change-driven snapshot of the state, encoded once for every session.
+
+    ``head`` holds the members ``state`` … ``resends`` and ``tail`` the members ``busyFiles``
+    and ``markings`` of a ``current`` payload, in OctoPrint's key order.
+    """
+
+    number: int
+    head: str
+    tail: str
+
+
+class StateHub:
+    """Latest tick and the journals of accumulated items; wakes sessions on change."""
+
+    def __init__(self, model: PrinterModel, wall_clock: Callable[[], float]) -> None:
+        self.model = model
+        self.wall_clock = wall_clock
+        self.temps = Journal(TEMPS_JOURNAL_CAPACITY)
+        self.logs = Journal(TERMINAL_JOURNAL_CAPACITY)
+        self.messages = Journal(TERMINAL_JOURNAL_CAPACITY)
+        self.events = Journal(EVENTS_JOURNAL_CAPACITY)
+        self.tick = Tick(number=0, head="", tail="")
+        self._changed = trio.Event()
+
+    @property
+    def changed(self) -> trio.Event:
+        """An event set at the next tick or event. Take it *before* checking for news."""
+        return self._changed
+
+    def _wake_sessions(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def publish_tick(self) -> None:
+        """Snapshot the model into a new tick and wake every session."""
+        model = self.model
+        tail = {"busyFiles": model.busy_files(), "markings": list(model.markings)}
+        self.tick = Tick(
+            number=self.tick.number + 1,
+            head=encode_members(model.snapshot_head()),
+            tail=encode_members(tail),
+        )
+        self._wake_sessions()
+
+    def publish_event(self, event_type: str, payload: JSONObject | None) -> None:
+        """Encode an event once, journal it and wake every session."""
+        self.events.append(encode_json({"event": {"type": event_type, "payload": payload}}))
+        self._wake_sessions()
+
+    def open_view(self) -> tuple[JSONObject, SessionView]:
+        """A new session's ``history`` payload and its view, taken at the same instant.
+
+        Everything accumulated after this call reaches the view and nothing before it, so a
+        session's ``history`` and its first ``current`` neither overlap nor leave a gap.
+        """
+        history = self.model.history_payload(self.wall_clock())
+        view = SessionView(
+            hub=self,
+            tick_number=self.tick.number,
+            temps_seq=self.temps.next_seq,
+            logs_seq=self.logs.next_seq,
+            messages_seq=self.messages.next_seq,
+            events_seq=self.events.next_seq,
+        )
+        return history, view
+
+
+@dataclass
+class Accumulated:
+    """What a session accumulated since its previous ``current``, already encoded."""
+
+    temps: list[str]
+    logs: list[str]
+    messages: list[str]
+    missed: int
+    """Items the journals dropped before this session read them (it fell far behind)."""
+
+
+@dataclass
+class SessionView:
+    """One session's cursors into the hub. Plain data: the session task drives it."""
+
+    hub: StateHub
+    tick_number: int
+    temps_seq: int
+    logs_seq: int
+    messages_seq: int
+    events_seq: int
+
+    def take_events(self) -> tuple[list[str], int]:
+        """Encoded events since the last call, and how many were lost by falling behind."""
+        read = self.hub.events.read_since(self.events_seq)
+        self.events_seq = read.next_seq
+        return read.items, read.missed
+
+    def has_new_tick(self) -> bool:
+        return self.hub.tick.number > self.tick_number
+
+    def take_tick(self) -> tuple[Tick, Accumulated]:
+        """The latest tick (latest wins) and everything accumulated since the last take."""
+        hub = self.hub
+        self.tick_number = hub.tick.number
+        temps = hub.temps.read_since(self.temps_seq)
+        logs = hub.logs.read_since(self.logs_seq)
+        messages = hub.messages.read_since(self.messages_seq)
+        self.temps_seq, self.logs_seq, self.messages_seq = temps.next_seq, logs.next_seq, messages.next_seq
+        return hub.tick, Accumulated(
+            temps=temps.items,
+            logs=logs.items,
+            messages=messages.items,
+            missed=temps.missed + logs.missed + messages.missed,
+        )

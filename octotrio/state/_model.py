@@ -1,0 +1,207 @@
+"""The printer state model: what ``current`` and ``history`` describe, as plain data.
+
+Sans-IO: no trio, no clock reads. The aggregator owns one :class:`PrinterModel` and folds
+:mod:`octotrio.printer` events into it; times are passed in (wall-clock seconds).
+Payload shapes follow OctoPrint 1.11.8 (reference: octoprint-push.md §8).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from octotrio.printer import CommState, Reading
+
+JSONObject = dict[str, Any]
+
+STATE_TEXTS: dict[CommState, str] = {
+    CommState.OFFLINE: "Offline",
+    CommState.OPEN_SERIAL: "Opening serial connection",
+    CommState.DETECT_SERIAL: "Detecting serial connection",
+    CommState.CONNECTING: "Connecting",
+    CommState.OPERATIONAL: "Operational",
+    CommState.STARTING: "Starting",
+    CommState.PRINTING: "Printing",
+    CommState.PAUSING: "Pausing",
+    CommState.PAUSED: "Paused",
+    CommState.RESUMING: "Resuming",
+    CommState.CANCELLING: "Cancelling",
+    CommState.FINISHING: "Finishing",
+    CommState.TRANSFERING_FILE: "Transferring file to SD",
+    CommState.ERROR: "Error",
+    CommState.CLOSED_WITH_ERROR: "Offline after error",
+}
+
+_OPERATIONAL = frozenset(
+    {
+        CommState.OPERATIONAL,
+        CommState.STARTING,
+        CommState.PRINTING,
+        CommState.PAUSING,
+        CommState.PAUSED,
+        CommState.RESUMING,
+        CommState.CANCELLING,
+        CommState.FINISHING,
+        CommState.TRANSFERING_FILE,
+    }
+)
+_PRINTING = frozenset(
+    {
+        CommState.STARTING,
+        CommState.PRINTING,
+        CommState.PAUSING,
+        CommState.RESUMING,
+        CommState.CANCELLING,
+        CommState.FINISHING,
+    }
+)
+_BUSY = _PRINTING | {CommState.PAUSED}
+_CLOSED_OR_ERROR = frozenset({CommState.OFFLINE, CommState.ERROR, CommState.CLOSED_WITH_ERROR})
+_ERROR = frozenset({CommState.ERROR, CommState.CLOSED_WITH_ERROR})
+
+HISTORY_CUTOFF_SECONDS = 30 * 60
+"""Temperatures and markings older than this leave ``history`` (OctoPrint's ``temperature.cutoff``)."""
+
+TEMPERATURE_HISTORY_LIMIT = 3600
+"""Hard cap on stored temperature points: the 30-minute cutoff at two points per second, so a
+firmware that floods temperature lines cannot grow memory without bound."""
+
+TERMINAL_HISTORY_LIMIT = 300
+"""Logs and messages kept for ``history``: the last 300 of each, as OctoPrint keeps them."""
+
+MARKINGS_LIMIT = 500
+"""Hard cap on markings besides the time cutoff; each is repeated in every ``current``."""
+
+
+def state_flags(state: CommState) -> dict[str, bool]:
+    """The 11 ``state.flags``, derived as OctoPrint derives them (octoprint-push.md §8.1).
+
+    Deviation, on purpose: ``error`` is true in "Offline after error" too (OctoPrint reports
+    false there because its connection object is gone; quirk Q3).
+    """
+    operational = state in _OPERATIONAL
+    return {
+        "operational": operational,
+        "printing": state in _PRINTING,
+        "cancelling": state is CommState.CANCELLING,
+        "pausing": state is CommState.PAUSING,
+        "resuming": state is CommState.RESUMING,
+        "finishing": state is CommState.FINISHING,
+        "closedOrError": state in _CLOSED_OR_ERROR,
+        "error": state in _ERROR,
+        "paused": state is CommState.PAUSED,
+        "ready": operational and state not in _BUSY,
+        "sdReady": False,
+    }
+
+
+def never_selected_job() -> JSONObject:
+    """The "no job since server start" shape (octoprint-push.md §8.2, first variant)."""
+    return {
+        "file": {"name": None, "path": None, "size": None, "origin": None, "date": None},
+        "estimatedPrintTime": None,
+        "lastPrintTime": None,
+        "filament": {"length": None, "volume": None},
+        "user": None,
+    }
+
+
+def empty_progress() -> JSONObject:
+    return {
+        "completion": None,
+        "filepos": None,
+        "printTime": None,
+        "printTimeLeft": None,
+        "printTimeLeftOrigin": None,
+    }
+
+
+@dataclass
+class PrinterModel:
+    """Everything the push API reports about the printer, owned by the aggregator."""
+
+    state: CommState = CommState.OFFLINE
+    error: str = ""
+    connected: bool = False
+    job: JSONObject = field(default_factory=never_selected_job)
+    progress: JSONObject = field(default_factory=empty_progress)
+    current_z: float | None = None
+    offsets: dict[str, float] = field(default_factory=dict)
+    resend_count: int = 0
+    transmitted: int = 0
+    targets: dict[str, float | None] = field(default_factory=dict)
+    temps: deque[JSONObject] = field(default_factory=lambda: deque(maxlen=TEMPERATURE_HISTORY_LIMIT))
+    logs: deque[str] = field(default_factory=lambda: deque(maxlen=TERMINAL_HISTORY_LIMIT))
+    messages: deque[str] = field(default_factory=lambda: deque(maxlen=TERMINAL_HISTORY_LIMIT))
+    markings: deque[JSONObject] = field(default_factory=lambda: deque(maxlen=MARKINGS_LIMIT))
+
+    @property
+    def state_text(self) -> str:
+        return STATE_TEXTS[self.state]
+
+    def temperature_point(self, readings: Iterable[tuple[str, Reading]], now: float) -> JSONObject:
+        """Turn one temperature report into a ``temps[]`` data point and remember targets.
+
+        A reading without a target (``B:51.42`` while M190 waits) keeps the last known target.
+        ``bed`` and ``chamber`` are always present while connected, null when not reported,
+        as OctoPrint sends them (octoprint-push.md §8.5).
+        """
+        point: JSONObject = {"time": int(now)}
+        for name, reading in readings:
+            if reading.target is not None:
+                self.targets[name] = reading.target
+            point[name] = {"actual": reading.actual, "target": self.targets.get(name)}
+        for name in ("bed", "chamber"):
+            point.setdefault(name, {"actual": None, "target": None})
+        return point
+
+    def add_temperature(self, point: JSONObject) -> None:
+        self.temps.append(point)
+        self._expire(point["time"])
+
+    def add_marking(self, kind: str, label: str, now: float) -> JSONObject:
+        marking = {"type": kind, "label": label, "time": now}
+        self.markings.append(marking)
+        self._expire(now)
+        return marking
+
+    def _expire(self, now: float) -> None:
+        cutoff = now - HISTORY_CUTOFF_SECONDS
+        while self.temps and self.temps[0]["time"] < cutoff:
+            self.temps.popleft()
+        while self.markings and self.markings[0]["time"] < cutoff:
+            self.markings.popleft()
+
+    def state_payload(self) -> JSONObject:
+        return {"text": self.state_text, "flags": state_flags(self.state), "error": self.error}
+
+    def resends_payload(self) -> JSONObject:
+        ratio = int(100 * self.resend_count / self.transmitted) if self.transmitted else 0
+        return {"count": self.resend_count, "transmitted": self.transmitted, "ratio": ratio}
+
+    def snapshot_head(self) -> JSONObject:
+        """The part of ``current`` that is the same for every client, in OctoPrint's key order."""
+        return {
+            "state": self.state_payload(),
+            "job": self.job,
+            "currentZ": self.current_z,
+            "progress": self.progress,
+            "offsets": self.offsets,
+            "resends": self.resends_payload(),
+        }
+
+    def busy_files(self) -> list[JSONObject]:
+        return []
+
+    def history_payload(self, server_time: float) -> JSONObject:
+        """The ``history`` payload: snapshot plus full temperature, log, message and marking histories."""
+        return {
+            **self.snapshot_head(),
+            "temps": list(self.temps),
+            "logs": list(self.logs),
+            "messages": list(self.messages),
+            "markings": list(self.markings),
+            "serverTime": server_time,
+        }
