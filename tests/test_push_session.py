@@ -1,0 +1,113 @@
+"""The push session's rate limiting and accumulation, under a fake clock.
+
+The aggregator, hub and session are the real ones; only the client connection is in memory.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import trio
+import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from octotrio.printer import CommState, PrinterEvent, Reading, StateChanged, TemperatureReport, TerminalLine
+from octotrio.push import BASE_INTERVAL, ServerInfo, serve_push_session
+from octotrio.state import PrinterModel, StateHub, run_aggregator
+
+from .memory_connection import MemoryConnection
+
+
+@dataclass(frozen=True)
+class Step:
+    """Wait ``delay_ms``, then do one thing: a log line, a temperature report, or a new throttle."""
+
+    delay_ms: int
+    kind: str
+    value: int
+
+
+steps = st.lists(
+    st.builds(
+        Step,
+        delay_ms=st.integers(0, 1500),
+        kind=st.sampled_from(["log", "temp", "throttle"]),
+        value=st.integers(1, 4),
+    ),
+    max_size=40,
+)
+
+
+def run_scenario(scenario: list[Step]) -> tuple[MemoryConnection, list[str], list[float], list[tuple[float, int]]]:
+    """Play ``scenario`` against one session; return what it sent and what was produced."""
+    produced_logs: list[str] = []
+    produced_temps: list[float] = []
+    throttle_changes: list[tuple[float, int]] = [(-math.inf, 1)]
+    connection = MemoryConnection()
+
+    async def main() -> None:
+        hub = StateHub(PrinterModel(), wall_clock=trio.current_time)
+        send, receive = trio.open_memory_channel[PrinterEvent](64)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_aggregator, receive, hub)
+            nursery.start_soon(lambda: serve_push_session(connection, hub=hub, server=ServerInfo("test")))
+            await trio.sleep(0.1)
+            await send.send(StateChanged(CommState.OPERATIONAL))
+            for number, step in enumerate(scenario):
+                await trio.sleep(step.delay_ms / 1000)
+                if step.kind == "log":
+                    line = f"Recv: line {number}"
+                    produced_logs.append(line)
+                    await send.send(TerminalLine(line))
+                elif step.kind == "temp":
+                    produced_temps.append(float(number))
+                    await send.send(TemperatureReport({"tool0": Reading(float(number), 0.0)}))
+                else:
+                    await connection.to_server.send(f'{{"throttle": {step.value}}}')
+                    throttle_changes.append((trio.current_time(), step.value))
+            # Long enough for the last tick to be published and pass the slowest throttle.
+            await trio.sleep(BASE_INTERVAL * 4 + 1)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    return connection, produced_logs, produced_temps, throttle_changes
+
+
+def throttle_at(changes: list[tuple[float, int]], time: float) -> int:
+    return [factor for since, factor in changes if since <= time][-1]
+
+
+@settings(deadline=None, max_examples=60)
+@given(steps)
+def test_current_respects_throttle_and_delivers_every_item_once(scenario: list[Step]) -> None:
+    connection, produced_logs, produced_temps, throttle_changes = run_scenario(scenario)
+
+    assert [r.type for r in connection.sent[:3]] == ["connected", "history", "timelapse"]
+    currents = connection.of_type("current")
+    for previous, following in zip(currents, currents[1:], strict=False):
+        factor = throttle_at(throttle_changes, following.time)
+        assert following.time - previous.time >= BASE_INTERVAL * factor - 1e-9
+
+    delivered_logs = [
+        line for r in currents for line in r.message["current"]["logs"] if line.startswith("Recv: line")
+    ]
+    assert delivered_logs == produced_logs
+    delivered_temps = [point["tool0"]["actual"] for r in currents for point in r.message["current"]["temps"]]
+    assert delivered_temps == produced_temps
+
+
+def test_no_change_means_no_current() -> None:
+    connection, *_ = run_scenario([])
+    # The only change is the state change to Operational: exactly one current reports it.
+    (current,) = connection.of_type("current")
+    assert current.message["current"]["state"]["text"] == "Operational"
+
+
+def test_state_change_fires_printer_state_changed_event() -> None:
+    connection, *_ = run_scenario([])
+    events = [r.message["event"] for r in connection.of_type("event")]
+    assert events == [
+        {"type": "PrinterStateChanged", "payload": {"state_id": "OPERATIONAL", "state_string": "Operational"}}
+    ]
