@@ -1,0 +1,3 @@
+from octotrio.cli import main
+
+main()

@@ -1,0 +1,113 @@
+"""``octotrio serve``: every service under one root nursery.
+
+    root nursery
+    ├── virtual printer   (only with the built-in printer)   octotrio.virtual
+    ├── printer link      serial port → PrinterEvents        octotrio.printer
+    ├── aggregator        PrinterEvents → StateHub ticks     octotrio.state
+    └── HTTP server       /sockjs → one push session each    octotrio.http, octotrio.push
+
+Shutdown has one order: stop accepting and close every client session properly, then
+cancel the rest (the printer link closes the serial port on its way out).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import partial
+
+import trio
+
+from octotrio import __version__
+from octotrio.http import HttpServer, serve_http
+from octotrio.printer import PrinterEvent, run_printer_link
+from octotrio.push import ServerInfo, serve_push_session
+from octotrio.state import PrinterModel, StateHub, run_aggregator
+from octotrio.virtual import FirmwareOptions, run_virtual_printer
+
+PRINTER_EVENT_BUFFER = 256
+"""Printer events waiting for the aggregator. When full, the link's reader waits and the
+serial port's own buffer absorbs the burst; the aggregator does little work per event."""
+
+SHUTDOWN_GRACE = 2.0
+"""Seconds clients get to receive their close frames on shutdown before they are dropped."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything ``octotrio serve`` can be told. Without ``serial_port`` the built-in
+    virtual printer is started and connected."""
+
+    host: str = "127.0.0.1"
+    port: int = 5000
+    serial_port: str | None = None
+    baudrate: int = 115200
+    virtual_printer: FirmwareOptions = field(default_factory=FirmwareOptions)
+    virtual_printer_link: str | None = None
+
+
+@dataclass
+class RunningServer:
+    """A handle on a started server: where it listens, and how to stop it (or parts of it)."""
+
+    http: HttpServer
+    printer_port: str
+    hub: StateHub
+    _shutdown_requested: trio.Event
+    _virtual_printer_scope: trio.CancelScope | None
+
+    @property
+    def url(self) -> str:
+        return self.http.url
+
+    def request_shutdown(self) -> None:
+        """Start the ordered shutdown; :func:`run` returns when it is complete."""
+        self._shutdown_requested.set()
+
+    def stop_virtual_printer(self) -> None:
+        """Stop the built-in printer as if its cable were pulled (the server keeps running)."""
+        if self._virtual_printer_scope is not None:
+            self._virtual_printer_scope.cancel()
+
+
+async def _run_cancellable(
+    scope: trio.CancelScope,
+    options: FirmwareOptions,
+    link_path: str | None,
+    *,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    with scope:
+        await run_virtual_printer(options, link_path=link_path, task_status=task_status)
+
+
+async def run(config: ServerConfig, *, task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run the server until :meth:`RunningServer.request_shutdown` is called.
+
+    Reports a :class:`RunningServer` once the HTTP port is listening and the printer link is
+    started. On cancellation everything stops at once without the polite close frames; use
+    ``request_shutdown`` for a clean stop.
+    """
+    hub = StateHub(PrinterModel(), wall_clock=time.time)
+    shutdown_requested = trio.Event()
+    printer_events_send, printer_events_receive = trio.open_memory_channel[PrinterEvent](PRINTER_EVENT_BUFFER)
+    async with trio.open_nursery() as root:
+        await root.start(run_aggregator, printer_events_receive, hub)
+
+        virtual_printer_scope = None
+        if config.serial_port is None:
+            virtual_printer_scope = trio.CancelScope()
+            printer_port: str = await root.start(
+                _run_cancellable, virtual_printer_scope, config.virtual_printer, config.virtual_printer_link
+            )
+        else:
+            printer_port = config.serial_port
+        await root.start(run_printer_link, printer_port, config.baudrate, printer_events_send)
+
+        app = partial(serve_push_session, hub=hub, server=ServerInfo(__version__))
+        http: HttpServer = await root.start(partial(serve_http, host=config.host, port=config.port, sockjs_app=app))
+        task_status.started(RunningServer(http, printer_port, hub, shutdown_requested, virtual_printer_scope))
+
+        await shutdown_requested.wait()
+        await http.shutdown(timeout=SHUTDOWN_GRACE)
+        root.cancel_scope.cancel()
