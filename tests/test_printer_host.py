@@ -1,0 +1,305 @@
+"""The host state machine (sans-IO): numbering, ok window, resends (marlin-serial.md §1–§3, §6)."""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass, field
+from functools import reduce
+from operator import xor
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from octotrio.printer import Reading
+from octotrio.printer._host import (
+    HISTORY_SIZE,
+    CommandQueueFull,
+    FirmwareReport,
+    LocalProtocolError,
+    MarlinHost,
+    RemoteProtocolError,
+)
+from octotrio.printer._protocol import Capability, Ok, TemperatureLine, encode_numbered
+
+
+def numbered(number: int, command: str) -> bytes:
+    """The numbered form; its checksums are checked against real traces in test_printer_protocol."""
+    return encode_numbered(number, command)
+
+
+def connected_host(*, queue_size: int = 32) -> MarlinHost:
+    """A host whose hello went out and was acknowledged."""
+    host = MarlinHost(queue_size=queue_size)
+    host.hello()
+    assert host.next_line_to_send() == b"N0 M110 N0*125\n"
+    host.receive_line("ok")
+    return host
+
+
+def send_all(host: MarlinHost, *commands: str) -> list[bytes]:
+    """Enqueue ``commands`` and acknowledge each line sent; return the lines in order."""
+    for command in commands:
+        host.enqueue(command)
+    sent = []
+    while (line := host.next_line_to_send()) is not None:
+        sent.append(line)
+        host.receive_line("ok")
+    return sent
+
+
+def test_hello_and_m115_are_numbered() -> None:
+    host = connected_host()
+    host.enqueue("M115")
+    assert host.next_line_to_send() == b"N1 M115*39\n"
+
+
+def test_one_command_in_flight() -> None:
+    host = connected_host()
+    host.enqueue("G28")
+    host.enqueue("G21")
+    assert host.next_line_to_send() == numbered(1, "G28")
+    assert host.next_line_to_send() is None
+    host.receive_line("echo:busy: processing")
+    assert host.next_line_to_send() is None
+    host.receive_line("ok")
+    assert host.next_line_to_send() == numbered(2, "G21")
+
+
+def test_hello_goes_out_even_with_a_command_in_flight() -> None:
+    host = MarlinHost()
+    host.hello()
+    assert host.next_line_to_send() == b"N0 M110 N0*125\n"
+    assert host.next_line_to_send() is None
+    host.hello()
+    assert host.next_line_to_send() == b"N0 M110 N0*125\n"
+
+
+def test_commands_go_plain_after_the_firmware_report() -> None:
+    host = connected_host()
+    assert send_all(host, "M115") == [b"N1 M115*39\n"]
+    assert host.receive_line("FIRMWARE_NAME:Virtual Marlin 1.0 PROTOCOL_VERSION:1.0")
+    assert send_all(host, "M155 S2", "M110 N0") == [b"M155 S2\n", b"N0 M110 N0*125\n"]
+    host.printing = True
+    assert send_all(host, "G28") == [numbered(1, "G28")]
+
+
+def test_firmware_report_ends_at_the_first_line_that_is_not_a_capability() -> None:
+    host = connected_host()
+    host.receive_line("FIRMWARE_NAME:Marlin PROTOCOL_VERSION:1.0")
+    assert host.receive_line("Cap:AUTOREPORT_TEMP:1") == [Capability("AUTOREPORT_TEMP", True)]
+    host.receive_line("Cap:EMERGENCY_PARSER:0")
+    assert host.receive_line("ok") == [
+        FirmwareReport(
+            "Marlin",
+            {"FIRMWARE_NAME": "Marlin", "PROTOCOL_VERSION": "1.0"},
+            {"AUTOREPORT_TEMP": True, "EMERGENCY_PARSER": False},
+        ),
+        Ok(),
+    ]
+    assert host.receive_line("ok") == [Ok()]
+
+
+def test_wait_counts_as_ok_only_while_printing() -> None:
+    host = connected_host()
+    host.enqueue("G4 S1")
+    host.enqueue("M105")
+    assert host.next_line_to_send() is not None
+    host.receive_line("wait")
+    assert host.next_line_to_send() is None
+    host.printing = True
+    host.receive_line("wait")
+    assert host.next_line_to_send() == numbered(2, "M105")
+
+
+def test_recoverable_error_simulates_an_ok() -> None:
+    host = connected_host()
+    host.enqueue("G28")
+    host.enqueue("G21")
+    host.next_line_to_send()
+    host.receive_line("Error: No Line Number with checksum, Last Line: 0")
+    assert host.next_line_to_send() == numbered(2, "G21")
+
+
+def test_resend_replays_with_original_numbers() -> None:
+    # §3 trace "missing_lineno": N110 lost, N111 rejected, both replayed in order.
+    host = connected_host()
+    send_all(host, *(f"G1 X{i}" for i in range(1, 4)))
+    host.enqueue("G1 X4")
+    host.enqueue("G1 X5")
+    assert host.next_line_to_send() == numbered(4, "G1 X4")
+    host.receive_line("Error: expected line 2 got 4")
+    host.receive_line("Resend:2")
+    assert host.next_line_to_send() is None
+    host.receive_line("ok")
+    replayed = []
+    while (line := host.next_line_to_send()) is not None:
+        replayed.append(line)
+        host.receive_line("ok")
+    assert replayed == [
+        numbered(2, "G1 X2"),
+        numbered(3, "G1 X3"),
+        numbered(4, "G1 X4"),
+        numbered(5, "G1 X5"),
+    ]
+    assert host.resends.count == 1
+    assert host.resends.transmitted == 1 + 3 + 1 + 4
+
+
+def test_request_for_a_line_not_sent_yet_is_ignored() -> None:
+    host = connected_host()
+    send_all(host, "G28")
+    host.enqueue("G21")
+    host.receive_line("Resend: 2")
+    assert host.next_line_to_send() == numbered(2, "G21")
+    assert host.resends.count == 0
+
+
+def test_duplicate_request_from_the_same_error_is_ignored() -> None:
+    host = connected_host()
+    host.enqueue("G28")
+    host.enqueue("G21")
+    host.next_line_to_send()
+    for line in ["Error: Checksum mismatch", "Resend: 1", "ok"] * 2:
+        host.receive_line(line)
+    assert host.resends.count == 1
+    assert host.next_line_to_send() == numbered(1, "G28")
+    host.receive_line("ok")
+    assert host.next_line_to_send() == numbered(2, "G21")
+
+
+def test_ten_consecutive_requests_for_one_line_is_a_resend_loop() -> None:
+    host = connected_host()
+    host.enqueue("G28")
+    host.next_line_to_send()
+    for _ in range(9):
+        host.receive_line("Resend: 1")
+        host.receive_line("ok")
+        assert host.next_line_to_send() == numbered(1, "G28")
+    with pytest.raises(RemoteProtocolError) as raised:
+        host.receive_line("Resend: 1")
+    assert raised.value.reason == "resend_loop"
+
+
+def test_request_beyond_the_history() -> None:
+    host = connected_host(queue_size=HISTORY_SIZE + 1)
+    send_all(host, *(f"G1 X{i}" for i in range(HISTORY_SIZE + 1)))
+    host.receive_line("Resend: 1")
+    assert host.next_line_to_send() is None
+    host.printing = True
+    with pytest.raises(RemoteProtocolError) as raised:
+        host.receive_line("Resend: 1")
+    assert raised.value.reason == "resend"
+    host.receive_line(f"Resend: {HISTORY_SIZE + 1}")
+    assert host.next_line_to_send() == encode_numbered(HISTORY_SIZE + 1, f"G1 X{HISTORY_SIZE}")
+
+
+def test_line_number_reset_by_m110() -> None:
+    host = connected_host()
+    assert send_all(host, "M110 N5", "G28") == [numbered(5, "M110 N5"), numbered(6, "G28")]
+
+
+def test_enqueue_rejects_what_cannot_go_on_the_wire() -> None:
+    host = MarlinHost(queue_size=1)
+    for bad in ["", "  ", "G1\nG28", "M117 a*b", "M117 café"]:
+        with pytest.raises(LocalProtocolError):
+            host.enqueue(bad)
+    host.enqueue(" G28 ")
+    with pytest.raises(CommandQueueFull):
+        host.enqueue("G28")
+    assert host.queued == 1
+
+
+def test_tool_change_selects_the_tool_of_bare_t() -> None:
+    host = connected_host()
+    send_all(host, "T1")
+    assert host.receive_line("T:30.0 /0.0") == [TemperatureLine({"tool1": Reading(30.0, 0.0)})]
+
+
+# ---------------------------------------------------------------------------------------------
+# Property: random corruption, nothing lost, nothing duplicated.
+
+_NUMBERED = re.compile(rb"N(\d+) (.*)\*(\d+)")
+# At most this many faults for one expected line: a line rejected every time is a resend loop.
+_MAX_FAULTS_PER_LINE = 3
+
+
+@dataclass
+class FakeFirmware:
+    """Marlin's line checking (§11.4), written here independently of the host's encoder."""
+
+    expected: int = 0
+    executed: list[str] = field(default_factory=list)
+    faults: dict[int, int] = field(default_factory=dict)
+
+    def receive(self, line: bytes, fault: str) -> list[str]:
+        if self.faults.get(self.expected, 0) >= _MAX_FAULTS_PER_LINE:
+            fault = "none"
+        if fault != "none":
+            self.faults[self.expected] = self.faults.get(self.expected, 0) + 1
+        match = _NUMBERED.fullmatch(line.rstrip(b"\n"))
+        if match is None or reduce(xor, line[: line.rindex(b"*")], 0) != int(match.group(3)):
+            return self._reject("Checksum mismatch")
+        number, command = int(match.group(1)), match.group(2).decode()
+        if command.startswith("M110"):
+            self.expected = number + 1
+            return ["ok"]
+        if number != self.expected:
+            return self._reject(f"expected line {self.expected} got {number}")
+        if fault == "reject":
+            return self._reject("Checksum mismatch")
+        if fault == "duplicate":
+            return self._reject("Checksum mismatch") * 2
+        self.executed.append(command)
+        self.expected += 1
+        return ["ok"]
+
+    def _reject(self, error: str) -> list[str]:
+        return [f"Error: {error}", f"Resend:{self.expected}", "ok"]
+
+
+def corrupt(line: bytes, index: int, value: int) -> bytes:
+    """Replace one byte of the line (never the newline) with a different one."""
+    index %= len(line) - 1
+    replacement = value if value not in (line[index], ord("\n")) else (line[index] ^ 0x01)
+    return line[:index] + bytes([replacement]) + line[index + 1 :]
+
+
+@settings(deadline=None, max_examples=300)
+@given(
+    commands=st.lists(st.sampled_from(["G28", "G1 X10 Y20 F300", "M105", "G1 X70 Y56 E37.6", "M400"])),
+    printing=st.booleans(),
+    data=st.data(),
+)
+def test_random_corruption_loses_nothing_and_duplicates_nothing(
+    commands: list[str], printing: bool, data: st.DataObject
+) -> None:
+    host = MarlinHost(queue_size=max(1, len(commands)))
+    host.printing = printing
+    firmware = FakeFirmware()
+    host.hello()
+    for command in commands:
+        host.enqueue(command)
+    # Replies wait in to_host; hypothesis decides whether the host reads one before its next send,
+    # so replies to one line may still be arriving after the host has sent the next.
+    to_host: deque[str] = deque()
+    for _ in range(20 * len(commands) + 20):
+        deliver_first: bool = data.draw(st.booleans(), label="deliver a reply first")
+        if to_host and deliver_first:
+            host.receive_line(to_host.popleft())
+            continue
+        line = host.next_line_to_send()
+        if line is None:
+            if not to_host:
+                break
+            host.receive_line(to_host.popleft())
+            continue
+        fault = data.draw(st.sampled_from(["none", "none", "corrupt", "reject", "duplicate"]), label="fault")
+        if fault == "corrupt" and firmware.faults.get(firmware.expected, 0) < _MAX_FAULTS_PER_LINE:
+            line = corrupt(line, data.draw(st.integers(0, 100)), data.draw(st.integers(0x20, 0x7E)))
+        to_host.extend(firmware.receive(line, fault))
+    else:
+        pytest.fail("the host never became idle")
+    assert firmware.executed == commands
+    assert host.queued == 0
