@@ -1,0 +1,63 @@
+"""``octotrio virtual-printer``: run the virtual printer on its own and print its device path."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from functools import partial
+from typing import TextIO
+
+import trio
+
+from ._firmware import FirmwareOptions
+from ._pty import run_virtual_printer
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``virtual-printer`` options to ``parser`` (a subcommand's parser)."""
+    parser.add_argument(
+        "--link",
+        metavar="PATH",
+        help="also make PATH a symlink to the device (removed on exit) and print PATH instead",
+    )
+    parser.add_argument(
+        "--no-autoreport",
+        action="store_true",
+        help="do not offer temperature autoreporting (M155), so hosts poll with M105",
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        metavar="FACTOR",
+        help="simulated seconds per real second, e.g. 10 for heat-ups and moves 10× faster "
+        "(default: %(default)s)",
+    )
+
+
+def options_from_args(args: argparse.Namespace) -> FirmwareOptions:
+    """The firmware options the parsed command line asks for."""
+    return FirmwareOptions(autoreport_temp=not args.no_autoreport, time_scale=args.time_scale)
+
+
+async def serve_virtual_printer_forever(
+    options: FirmwareOptions | None = None,
+    link_path: str | None = None,
+    *,
+    out: TextIO | None = None,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run a virtual printer until cancelled, after writing its device path as a line to ``out``.
+
+    ``out`` defaults to standard output; the line is flushed at once so that a parent process
+    can read it. Cancellation shuts the printer down as ``run_virtual_printer`` describes.
+    """
+    async with trio.open_nursery() as nursery:
+        path: str = await nursery.start(partial(run_virtual_printer, options, link_path=link_path))
+        print(path, file=sys.stdout if out is None else out, flush=True)
+        task_status.started(path)
+
+
+async def main_from_args(args: argparse.Namespace) -> None:
+    """Run ``octotrio virtual-printer`` with arguments parsed by a parser ``add_arguments`` set up."""
+    await serve_virtual_printer_forever(options_from_args(args), link_path=args.link)
