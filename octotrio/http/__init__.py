@@ -1,0 +1,14 @@
+"""HTTP on trio and h11: the server, its router, websocket upgrades and the SockJS endpoint."""
+
+from ._exchange import ClientGone as ClientGone
+from ._exchange import HttpExchange as HttpExchange
+from ._request import Request as Request
+from ._router import Handler as Handler
+from ._router import Router as Router
+from ._server import WRITE_TIMEOUT as WRITE_TIMEOUT
+from ._server import HttpServer as HttpServer
+from ._server import serve_http as serve_http
+from ._sockjs import SessionRegistry as SessionRegistry
+from ._sockjs import SockJSEndpoint as SockJSEndpoint
+from ._websocket import WebSocket as WebSocket
+from ._websocket import WebSocketClosed as WebSocketClosed

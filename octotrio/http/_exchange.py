@@ -1,0 +1,114 @@
+"""One request and its answer: what a route handler gets to work with."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import h11
+import trio
+
+from ._request import Request
+from ._websocket import HandshakeRefusal, WebSocket, websocket_handshake
+
+# Statuses whose responses never carry a body, hence no Content-Length (P1).
+_BODILESS_STATUSES = frozenset({204, 304})
+
+
+class ClientGone(Exception):
+    """The client stopped taking bytes (write timeout) or closed the connection mid-response."""
+
+
+async def send_bytes(stream: trio.abc.Stream, data: bytes, *, write_timeout: float) -> None:
+    """Write ``data``, or raise :class:`ClientGone` if the client does not take it in time.
+
+    After :class:`ClientGone` or a cancellation the stream is in an unknown state: close it.
+    """
+    with trio.move_on_after(write_timeout):
+        try:
+            await stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise ClientGone from exc
+        return
+    raise ClientGone
+
+
+def encode_response(
+    connection: h11.Connection,
+    status: int,
+    headers: Sequence[tuple[str, str]],
+    body: bytes,
+    *,
+    keep_alive: bool = True,
+) -> bytes:
+    """The bytes of a complete response, ``Content-Length`` included where a body is allowed."""
+    all_headers = list(headers)
+    if status not in _BODILESS_STATUSES:
+        all_headers.append(("Content-Length", str(len(body))))
+    if not keep_alive:
+        all_headers.append(("Connection", "close"))
+    data = connection.send(h11.Response(status_code=status, headers=all_headers)) or b""
+    if body:
+        data += connection.send(h11.Data(data=body)) or b""
+    return data + (connection.send(h11.EndOfMessage()) or b"")
+
+
+class HttpExchange:
+    """A request read from one connection, with the means to answer it exactly once.
+
+    A handler either calls :meth:`respond` or, for an upgrade, :meth:`accept_websocket` and then
+    owns the connection until it returns. Writes are bounded by the server's write timeout and
+    raise :class:`ClientGone` when it expires; the server then drops the connection.
+    """
+
+    def __init__(
+        self,
+        connection: h11.Connection,
+        stream: trio.abc.Stream,
+        request: Request,
+        path_params: Mapping[str, str],
+        *,
+        remote_address: str,
+        write_timeout: float,
+        keep_alive: bool,
+    ) -> None:
+        self._connection = connection
+        self._stream = stream
+        self.request = request
+        self.path_params = path_params
+        """Named groups of the route pattern that matched the path."""
+        self.remote_address = remote_address
+        self.write_timeout = write_timeout
+        self._keep_alive = keep_alive
+        self.responded = False
+        """True once a response (or a 101) went out."""
+        self.upgraded = False
+        """True once the connection switched to another protocol; it is then not reused."""
+
+    async def respond(self, status: int, headers: Sequence[tuple[str, str]] = (), body: bytes = b"") -> None:
+        """Send a complete response. ``Content-Length`` is added (except for 204 and 304, P1);
+        ``Connection: close`` too when the server is shutting down."""
+        self.responded = True
+        data = encode_response(self._connection, status, headers, body, keep_alive=self._keep_alive)
+        await send_bytes(self._stream, data, write_timeout=self.write_timeout)
+
+    async def accept_websocket(self, *, max_message_bytes: int) -> WebSocket | None:
+        """Complete a websocket handshake and return the websocket, or refuse it and return None.
+
+        A request that is not a valid upgrade is answered here (400 ``Not a valid websocket
+        request``, W1; 426 for another version). On success the 101 has been sent and the
+        connection belongs to the caller, who must :meth:`WebSocket.aclose` it.
+        """
+        # A request that passes the check has an Upgrade header, so h11 allows the 101.
+        handshake = websocket_handshake(self.request)
+        if isinstance(handshake, HandshakeRefusal):
+            await self.respond(handshake.status, handshake.headers, handshake.body)
+            return None
+        self.responded = self.upgraded = True
+        response = h11.InformationalResponse(status_code=101, headers=handshake)
+        await send_bytes(
+            self._stream, self._connection.send(response) or b"", write_timeout=self.write_timeout
+        )
+        received, _ = self._connection.trailing_data
+        return WebSocket(
+            self._stream, received, write_timeout=self.write_timeout, max_message_bytes=max_message_bytes
+        )

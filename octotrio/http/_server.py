@@ -1,0 +1,279 @@
+"""The HTTP server: trio listeners, one h11 connection per client, routes, ordered shutdown."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import h11
+import trio
+
+from octotrio.sockjs import SockJSApp
+
+from ._exchange import ClientGone, HttpExchange, encode_response, send_bytes
+from ._request import Request
+from ._router import Router
+from ._sockjs import SHUTDOWN_CLOSE, SessionRegistry, SockJSEndpoint
+
+logger = logging.getLogger(__name__)
+
+WRITE_TIMEOUT = 10.0
+"""Seconds one write to a client may take. A client that reads drains its socket within
+milliseconds once the kernel buffers are full; one that has not taken a frame in ten seconds has
+stopped reading (or its network is gone), and its session is closed and its connection dropped
+so that it holds neither memory nor a task (OctoPrint buffers without limit, Q18)."""
+
+REQUEST_TIMEOUT = 30.0
+"""Seconds a connection may take to deliver a complete request, counted from when the server is
+ready for it: closes idle keep-alive connections and clients that send too slowly."""
+
+MAX_REQUEST_HEAD_BYTES = 16 * 1024
+"""Largest request line plus headers accepted (h11's default); browsers send well under 8 KiB."""
+
+MAX_REQUEST_BODY_BYTES = 64 * 1024
+"""Largest request body accepted; bigger ones get 413. The bodies this server takes are SockJS
+frames (bounded by ``MAX_CLIENT_FRAME_BYTES``, 64 KiB) and, later, small REST commands."""
+
+RECEIVE_BUFFER_BYTES = 16 * 1024
+"""Bytes asked of the socket per read while parsing HTTP."""
+
+
+class _ConnectionTracker:
+    """Counts open connections; at shutdown, drops those that wait for a request."""
+
+    def __init__(self) -> None:
+        self._open = 0
+        self._waiting: set[trio.CancelScope] = set()
+        self._all_closed = trio.Event()
+        self.closing = False
+
+    @contextlib.contextmanager
+    def track(self) -> Iterator[None]:
+        """Count the current connection as open for the duration of the ``with`` block."""
+        self._open += 1
+        try:
+            yield
+        finally:
+            self._open -= 1
+            if self.closing and self._open == 0:
+                self._all_closed.set()
+
+    @contextlib.contextmanager
+    def waiting_for_request(self, timeout: float) -> Iterator[trio.CancelScope]:
+        """A cancel scope around waiting for the next request: expires after ``timeout`` and is
+        cancelled by :meth:`close`. Check ``cancelled_caught`` afterwards."""
+        scope = trio.CancelScope(deadline=trio.current_time() + timeout)
+        if self.closing:
+            scope.cancel()
+        self._waiting.add(scope)
+        try:
+            with scope:
+                yield scope
+        finally:
+            self._waiting.discard(scope)
+
+    def close(self) -> None:
+        """Drop connections waiting for a request now, and those that finish one from now on."""
+        self.closing = True
+        for scope in self._waiting:
+            scope.cancel()
+        if self._open == 0:
+            self._all_closed.set()
+
+    async def wait_all_closed(self) -> None:
+        """Wait until :meth:`close` was called and every connection is closed."""
+        await self._all_closed.wait()
+
+
+class HttpServer:
+    """A running server, as :func:`serve_http` reports it through ``task_status``."""
+
+    def __init__(
+        self,
+        listener: trio.SocketListener,
+        router: Router,
+        sessions: SessionRegistry,
+        connections_scope: trio.CancelScope,
+        *,
+        write_timeout: float,
+    ) -> None:
+        host, port = listener.socket.getsockname()[:2]
+        self.port: int = port
+        """The port listened on; the real one when 0 was asked for."""
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1"
+        self.url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        """The server's base URL, e.g. ``http://127.0.0.1:5000``."""
+        self._router = router
+        self._sessions = sessions
+        self._connections_scope = connections_scope
+        self._accept_scope = trio.CancelScope()
+        self._write_timeout = write_timeout
+        self._tracker = _ConnectionTracker()
+        self._stopped = trio.Event()
+
+    # The timeout is the grace period that shutdown grants the clients, not a deadline on the caller.
+    async def shutdown(self, timeout: float = 2.0) -> None:  # noqa: ASYNC109
+        """Stop the server in order; :func:`serve_http` returns when this does.
+
+        1. Stop accepting connections; drop keep-alive connections waiting for a request.
+        2. Close every SockJS session: framed ones get ``c[1001,"Server shutting down"]``, all get
+           a websocket close 1001 with that reason.
+        3. Give connections up to ``timeout`` seconds (counted from the call) to finish: sessions
+           see the client's close answer, their applications return, HTTP responses complete.
+        4. Cancel whatever is left.
+
+        Safe to call more than once. If the caller is cancelled, step 4 happens at once.
+        """
+        self._accept_scope.cancel()
+        self._tracker.close()
+        try:
+            with trio.move_on_after(timeout):
+                await self._sessions.close_all(*SHUTDOWN_CLOSE)
+                await self._tracker.wait_all_closed()
+        finally:
+            self._connections_scope.cancel()
+        await self._stopped.wait()
+
+    async def _accept(
+        self,
+        listeners: list[trio.SocketListener],
+        handler_nursery: trio.Nursery,
+        *,
+        task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Accept connections until :meth:`shutdown`; connection tasks run in ``handler_nursery``."""
+        with self._accept_scope:
+            await trio.serve_listeners(
+                self._serve_connection,
+                listeners,
+                handler_nursery=handler_nursery,
+                task_status=task_status,
+            )
+
+    async def _serve_connection(self, stream: trio.SocketStream) -> None:
+        """Serve one client connection; contains and logs its failures.
+
+        Cancellation (shutdown, or the server's own cancellation) ends it; trio then closes the
+        stream forcefully.
+        """
+        remote_address = str(stream.socket.getpeername()[0])
+        with self._tracker.track():
+            try:
+                await self._serve_requests(stream, remote_address)
+            except* ClientGone:
+                pass  # nothing to answer, nobody to tell
+            except* Exception:
+                logger.exception("HTTP connection from %s failed", remote_address)
+
+    async def _serve_requests(self, stream: trio.SocketStream, remote_address: str) -> None:
+        connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES)
+        while True:
+            request = await self._read_request(connection, stream)
+            if request is None:
+                return
+            handler, path_params = self._router.resolve(request.method, request.path)
+            exchange = HttpExchange(
+                connection,
+                stream,
+                request,
+                path_params,
+                remote_address=remote_address,
+                write_timeout=self._write_timeout,
+                keep_alive=not self._tracker.closing,
+            )
+            try:
+                await handler(exchange)
+                if not exchange.responded:
+                    raise RuntimeError(f"{request.method} {request.path}: handler sent no response")
+            except Exception:
+                if not exchange.responded:
+                    await exchange.respond(
+                        500, [("Content-Type", "text/plain; charset=UTF-8")], b"Internal server error.\n"
+                    )
+                raise
+            if exchange.upgraded or connection.our_state is not h11.DONE:
+                return  # the other protocol is over, or h11 decided the connection must close
+            connection.start_next_cycle()
+
+    async def _read_request(self, connection: h11.Connection, stream: trio.SocketStream) -> Request | None:
+        """Read the next complete request (head and body), or None when the connection should
+        close: the client closed it, timed out, sent garbage (answered 400) or too big a body
+        (answered 413), or the server is shutting down."""
+        with self._tracker.waiting_for_request(REQUEST_TIMEOUT):
+            try:
+                head = await self._next_event(connection, stream)
+                if not isinstance(head, h11.Request):
+                    return None  # h11.ConnectionClosed: the client is done
+                body = bytearray()
+                while not isinstance(event := await self._next_event(connection, stream), h11.EndOfMessage):
+                    if isinstance(event, h11.Data):
+                        body += event.data
+                        if len(body) > MAX_REQUEST_BODY_BYTES:
+                            await self._answer_error(connection, stream, 413, "Request body too large.")
+                            return None
+                return Request.from_target(
+                    head.method.decode("ascii"),
+                    head.target.decode("ascii"),
+                    tuple(head.headers),
+                    bytes(body),
+                )
+            except h11.RemoteProtocolError as exc:
+                await self._answer_error(connection, stream, exc.error_status_hint, "Bad request.")
+                return None
+        return None
+
+    async def _next_event(self, connection: h11.Connection, stream: trio.SocketStream) -> object:
+        while (event := connection.next_event()) is h11.NEED_DATA:
+            connection.receive_data(await stream.receive_some(RECEIVE_BUFFER_BYTES))
+        return event
+
+    async def _answer_error(
+        self, connection: h11.Connection, stream: trio.SocketStream, status: int, message: str
+    ) -> None:
+        if connection.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        headers = [("Content-Type", "text/plain; charset=UTF-8")]
+        data = encode_response(connection, status, headers, f"{message}\n".encode(), keep_alive=False)
+        await send_bytes(stream, data, write_timeout=self._write_timeout)
+
+
+async def serve_http(
+    *,
+    host: str,
+    port: int,
+    sockjs_app: SockJSApp,
+    prefix: str = "/sockjs",
+    heartbeat_interval: float = 25.0,
+    write_timeout: float = WRITE_TIMEOUT,
+    task_status: trio.TaskStatus[HttpServer] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve HTTP on ``host``:``port`` (0 picks a free port) with SockJS at ``prefix``.
+
+    Start it with ``server = await nursery.start(partial(serve_http, ...))``: the
+    :class:`HttpServer` reports the real port and URL, and ``await server.shutdown()`` stops it
+    in order and makes this function return. ``heartbeat_interval`` is the seconds between SockJS
+    heartbeats (S9); ``write_timeout`` the seconds a write may take before its client counts as
+    gone (:data:`WRITE_TIMEOUT`).
+
+    Cancelling this function instead of calling ``shutdown()`` drops every connection at once;
+    websocket clients get a best-effort close 1001, bounded to half a second.
+    """
+    router = Router()
+    sessions = SessionRegistry()
+    SockJSEndpoint(sockjs_app, sessions, heartbeat_interval=heartbeat_interval).add_routes(router, prefix)
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    server: HttpServer | None = None
+    try:
+        async with trio.open_nursery() as connections:
+            server = HttpServer(
+                listeners[0], router, sessions, connections.cancel_scope, write_timeout=write_timeout
+            )
+            await connections.start(server._accept, listeners, connections)
+            task_status.started(server)
+    finally:
+        for listener in listeners:
+            await trio.aclose_forcefully(listener)
+        if server is not None:
+            server._stopped.set()
