@@ -13,3 +13,12 @@ from ._events import Reading as Reading
 from ._events import StateChanged as StateChanged
 from ._events import TemperatureReport as TemperatureReport
 from ._events import TerminalLine as TerminalLine
+from ._host import CommandQueueFull as CommandQueueFull
+from ._host import LocalProtocolError as LocalProtocolError
+from ._host import MarlinHost as MarlinHost
+from ._host import RemoteProtocolError as RemoteProtocolError
+from ._host import ResendStats as ResendStats
+from ._link import PrinterDisconnected as PrinterDisconnected
+from ._link import PrinterLink as PrinterLink
+from ._link import PrinterNotOperational as PrinterNotOperational
+from ._link import run_printer_link as run_printer_link

@@ -56,7 +56,7 @@ class LineSplitter:
         self._buffer = bytearray()
         self._discarding = False
 
-    def feed(self, data: bytes) -> list[str]:
+    def feed(self, data: bytes | bytearray) -> list[str]:
         """Add received bytes; return the lines they completed, in order."""
         lines: list[str] = []
         start = 0
@@ -73,7 +73,7 @@ class LineSplitter:
             self._buffer.clear()
             start = end + 1
 
-    def _append(self, chunk: bytes, lines: list[str]) -> None:
+    def _append(self, chunk: bytes | bytearray, lines: list[str]) -> None:
         if self._discarding:
             return
         room = self._max_length - len(self._buffer)

@@ -1,0 +1,255 @@
+"""The printer link over a real pty, with a scripted firmware on the master side."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import tty
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+
+import pytest
+import trio
+import trio.testing
+
+from octotrio.printer import (
+    CommandQueueFull,
+    CommState,
+    Connected,
+    Connecting,
+    Disconnected,
+    FirmwareInfo,
+    FirmwareMessage,
+    LinkError,
+    PrinterEvent,
+    PrinterLink,
+    PrinterNotOperational,
+    Reading,
+    StateChanged,
+    TemperatureReport,
+    TerminalLine,
+    run_printer_link,
+)
+from octotrio.printer._link import COMMAND_QUEUE_SIZE
+
+# Hang guard only: a healthy run takes milliseconds.
+HANG_GUARD = 10.0
+
+BANNER = ["start", "Marlin: Virtual Marlin!", "SD card ok"]
+FIRMWARE_NAME = "FIRMWARE_NAME:Virtual Marlin 1.0 PROTOCOL_VERSION:1.0"
+
+
+class ScriptedFirmware:
+    """The master side of the pty: reads the host's lines, writes replies."""
+
+    def __init__(self, master: trio.lowlevel.FdStream) -> None:
+        self.master = master
+        self._buffer = b""
+
+    async def receive(self) -> str:
+        while b"\n" not in self._buffer:
+            data = await self.master.receive_some(4096)
+            assert data, "host closed the port"
+            self._buffer += data
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line.decode("ascii")
+
+    async def say(self, *lines: str) -> None:
+        await self.master.send_all("".join(f"{line}\n" for line in lines).encode())
+
+    async def handshake(self, *, capabilities: tuple[str, ...] = ("Cap:AUTOREPORT_TEMP:1",)) -> None:
+        """Banner, ok to the hello, the M115 report: what the virtual printer does (§4)."""
+        await self.say(*BANNER)
+        assert await self.receive() == "N0 M110 N0*125"
+        await self.say("ok")
+        assert await self.receive() == "N1 M115*39"
+        await self.say(FIRMWARE_NAME, *capabilities, "ok")
+
+
+class EventLog:
+    """Everything the link emitted, in order."""
+
+    def __init__(self, receive: trio.MemoryReceiveChannel[PrinterEvent]) -> None:
+        self.receive = receive
+        self.events: list[PrinterEvent] = []
+
+    async def wait_for(self, kind: type[PrinterEvent]) -> PrinterEvent:
+        async for event in self.receive:
+            self.events.append(event)
+            if isinstance(event, kind):
+                return event
+        raise AssertionError(f"channel closed before a {kind.__name__}")
+
+    def drain(self) -> None:
+        while True:
+            try:
+                self.events.append(self.receive.receive_nowait())
+            except trio.WouldBlock:
+                return
+
+    def states(self) -> list[PrinterEvent]:
+        """The events that are not per-line chatter."""
+        return [e for e in self.events if not isinstance(e, TerminalLine | FirmwareMessage)]
+
+    def terminal(self) -> list[str]:
+        return [e.text for e in self.events if isinstance(e, TerminalLine)]
+
+
+@contextmanager
+def pty() -> Iterator[tuple[trio.lowlevel.FdStream, str]]:
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    try:
+        yield trio.lowlevel.FdStream(master), os.ttyname(slave)
+    finally:
+        os.close(slave)
+
+
+@asynccontextmanager
+async def running_link(
+    hang_guard: float = HANG_GUARD,
+) -> AsyncIterator[tuple[PrinterLink, ScriptedFirmware, EventLog, trio.Nursery]]:
+    send, receive = trio.open_memory_channel[PrinterEvent](100)
+    with pty() as (master, path), trio.fail_after(hang_guard):
+        async with master, trio.open_nursery() as nursery:
+            link = await nursery.start(run_printer_link, path, 115200, send)
+            yield link, ScriptedFirmware(master), EventLog(receive), nursery
+
+
+async def test_handshake_with_autoreporting_firmware() -> None:
+    async with running_link() as (link, firmware, log, nursery):
+        with pytest.raises(PrinterNotOperational):
+            link.send_command("M105")
+        await firmware.handshake(capabilities=("Cap:AUTOREPORT_TEMP:1", "Cap:EMERGENCY_PARSER:1"))
+        # §5: autoreport is switched on instead of polling; idle commands go plain after M115.
+        assert await firmware.receive() == "M155 S2"
+        await firmware.say("ok", "T:21.30/ 0.00 B:21.30/ 0.00 @:64")
+        await log.wait_for(TemperatureReport)
+        assert link.operational
+        link.send_command("G28")
+        assert await firmware.receive() == "G28"
+        nursery.cancel_scope.cancel()
+    log.drain()
+    assert log.states() == [
+        Connecting(link.port, 115200),
+        StateChanged(CommState.OPEN_SERIAL),
+        StateChanged(CommState.CONNECTING),
+        StateChanged(CommState.OPERATIONAL),
+        Connected(link.port, 115200),
+        FirmwareInfo(
+            "Virtual Marlin 1.0",
+            {"FIRMWARE_NAME": "Virtual Marlin 1.0", "PROTOCOL_VERSION": "1.0"},
+            {"AUTOREPORT_TEMP": True, "EMERGENCY_PARSER": True},
+        ),
+        TemperatureReport({"tool0": Reading(21.3, 0.0), "bed": Reading(21.3, 0.0)}),
+        Disconnected(),
+        StateChanged(CommState.OFFLINE),
+    ]
+    terminal = log.terminal()
+    assert "Send: N0 M110 N0*125" in terminal
+    assert "Send: N1 M115*39" in terminal
+    assert "Send: M155 S2" in terminal
+    assert "Recv: Cap:EMERGENCY_PARSER:1" in terminal
+    messages = [e.text for e in log.events if isinstance(e, FirmwareMessage)]
+    assert "ok" not in messages
+    assert FIRMWARE_NAME in messages
+    assert "T:21.30/ 0.00 B:21.30/ 0.00 @:64" in messages
+    assert not link.operational
+
+
+async def test_resend_request_is_replayed_with_the_original_number() -> None:
+    async with running_link() as (link, firmware, _log, nursery):
+        await firmware.say(*BANNER)
+        assert await firmware.receive() == "N0 M110 N0*125"
+        await firmware.say("ok")
+        assert await firmware.receive() == "N1 M115*39"
+        # §3 trace: error, resend request, ok; the host sends the same line with the same number.
+        await firmware.say("Error: Checksum mismatch", "Resend:1", "ok")
+        assert await firmware.receive() == "N1 M115*39"
+        assert link.resends.count == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_device_gone_is_reported_and_the_task_returns() -> None:
+    send, receive = trio.open_memory_channel[PrinterEvent](100)
+    log = EventLog(receive)
+    with pty() as (master, path), trio.fail_after(HANG_GUARD):
+        async with trio.open_nursery() as nursery:
+            link = await nursery.start(run_printer_link, path, 115200, send)
+            firmware = ScriptedFirmware(master)
+            await firmware.handshake()
+            assert await firmware.receive() == "M155 S2"
+            await master.aclose()
+        # The nursery exited on its own: the link returned instead of raising.
+    log.drain()
+    error = next(e for e in log.events if isinstance(e, LinkError))
+    assert error.reason == "connection"
+    assert error.consequence is None
+    assert log.states()[-4:] == [
+        StateChanged(CommState.ERROR, error.error),
+        error,
+        Disconnected(),
+        StateChanged(CommState.CLOSED_WITH_ERROR, error.error),
+    ]
+    with pytest.raises(PrinterNotOperational):
+        link.send_command("M105")
+
+
+async def test_port_that_cannot_be_opened_is_reported() -> None:
+    send, receive = trio.open_memory_channel[PrinterEvent](100)
+    log = EventLog(receive)
+    with trio.fail_after(HANG_GUARD):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_printer_link, "/dev/octotrio-no-such-port", 115200, send)
+    log.drain()
+    error = next(e for e in log.events if isinstance(e, LinkError))
+    assert log.states() == [
+        Connecting("/dev/octotrio-no-such-port", 115200),
+        StateChanged(CommState.OPEN_SERIAL),
+        StateChanged(CommState.ERROR, error.error),
+        LinkError(error.error, "connection"),
+        Disconnected(),
+        StateChanged(CommState.CLOSED_WITH_ERROR, error.error),
+    ]
+
+
+async def test_command_queue_is_bounded() -> None:
+    async with running_link() as (link, firmware, _log, nursery):
+        await firmware.handshake()
+        # The firmware never acknowledges M155, so nothing else leaves the queue.
+        assert await firmware.receive() == "M155 S2"
+        for _ in range(COMMAND_QUEUE_SIZE):
+            link.send_command("G4 P0")
+        with pytest.raises(CommandQueueFull):
+            link.send_command("G4 P0")
+        nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+def clock() -> trio.testing.MockClock:
+    # Real pty I/O: jump only after 10 ms without any task runnable (see style.md rule 11).
+    return trio.testing.MockClock(autojump_threshold=0.01)
+
+
+async def test_firmware_without_autoreport_is_polled(clock: trio.testing.MockClock) -> None:
+    # The hang guard runs on the mock clock, which jumps through the poll intervals.
+    async with running_link(hang_guard=60.0) as (_link, firmware, _log, nursery):
+        await firmware.handshake(capabilities=("Cap:AUTOREPORT_TEMP:0",))
+        polls: list[float] = []
+        target = 0.0
+        while len(polls) < 6:
+            line = await firmware.receive()
+            if line == "N0 M110 N0*125":
+                # A hello repeated because the clock jumped before our first ok arrived.
+                await firmware.say("ok")
+                continue
+            assert line == "M105"
+            polls.append(trio.current_time())
+            if len(polls) == 3:
+                target = 200.0
+            await firmware.say(f"ok T:21.30/ {target:.2f} B:21.30/ 0.00 @:64")
+        nursery.cancel_scope.cancel()
+    intervals = [round(b - a, 1) for a, b in itertools.pairwise(polls)]
+    # §5: every 5 s, every 2 s once a target above 25 °C has been reported (the reply to the third
+    # poll; the interval after a poll is chosen when it is sent).
+    assert intervals == [5.0, 5.0, 5.0, 2.0, 2.0]
