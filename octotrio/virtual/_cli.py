@@ -27,12 +27,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--time-scale",
-        type=float,
+        type=_positive_float,
         default=1.0,
         metavar="FACTOR",
         help="simulated seconds per real second, e.g. 10 for heat-ups and moves 10× faster "
         "(default: %(default)s)",
     )
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
 
 
 def options_from_args(args: argparse.Namespace) -> FirmwareOptions:
