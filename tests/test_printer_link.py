@@ -253,3 +253,40 @@ async def test_firmware_without_autoreport_is_polled(clock: trio.testing.MockClo
     # §5: every 5 s, every 2 s once a target above 25 °C has been reported (the reply to the third
     # poll; the interval after a poll is chosen when it is sent).
     assert intervals == [5.0, 5.0, 5.0, 2.0, 2.0]
+
+
+async def test_resend_loop_ends_the_link_with_an_error() -> None:
+    async with running_link() as (_link, firmware, log, _nursery):
+        await firmware.say(*BANNER)
+        assert await firmware.receive() == "N0 M110 N0*125"
+        await firmware.say("ok")
+        # §3 rule 3: the tenth consecutive request for one line is a resend loop.
+        for _ in range(9):
+            assert await firmware.receive() == "N1 M115*39"
+            await firmware.say("Error: Checksum mismatch", "Resend:1", "ok")
+        assert await firmware.receive() == "N1 M115*39"
+        await firmware.say("Resend:1")
+        error = await log.wait_for(LinkError)
+        # The link returns by itself, so the nursery exits without being cancelled.
+    log.drain()
+    assert isinstance(error, LinkError)
+    assert (error.reason, error.consequence) == ("resend_loop", "disconnect")
+    closed = StateChanged(CommState.CLOSED_WITH_ERROR, error.error)
+    assert log.states()[-4:] == [StateChanged(CommState.ERROR, error.error), error, Disconnected(), closed]
+
+
+async def test_cancellation_does_not_wait_for_a_full_event_channel() -> None:
+    send, receive = trio.open_memory_channel[PrinterEvent](2)
+    with pty() as (master, path), trio.fail_after(HANG_GUARD):
+        async with master, trio.open_nursery() as nursery:
+            await nursery.start(run_printer_link, path, 115200, send)
+            # Nobody reads: with the port open, the link blocks on its third event (CONNECTING).
+            # Cancelling must still close the port and finish without waiting for room.
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+    assert [receive.receive_nowait(), receive.receive_nowait()] == [
+        Connecting(path, 115200),
+        StateChanged(CommState.OPEN_SERIAL),
+    ]
+    with pytest.raises(trio.WouldBlock):
+        receive.receive_nowait()
