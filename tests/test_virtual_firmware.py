@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import operator
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -371,3 +373,37 @@ def test_replies_do_not_depend_on_how_the_input_is_split(script: list[str], cuts
     whole, pieces = Bench(), Bench()
     expected = whole.send(data)
     assert [line for chunk in chunked(data, cuts) for line in pieces.send(chunk)] == expected
+
+
+def temperature_of(reply: str, sensor: str) -> float:
+    return float(reply.split(f"{sensor}:")[1].split("/")[0])
+
+
+@settings(deadline=None)
+@given(
+    st.integers(min_value=1, max_value=280),
+    st.lists(st.integers(min_value=1, max_value=3000), min_size=1, max_size=30),
+)
+def test_heating_does_not_depend_on_how_often_time_is_advanced(target: int, steps_ms: list[int]) -> None:
+    quiet = FirmwareOptions(send_wait=False)
+    stepped, jumped = Bench(quiet), Bench(quiet)
+    for bench in (stepped, jumped):
+        bench.send(f"M104 S{target}\nM140 S0\n".encode())
+    now = 0.0
+    for step in steps_ms:
+        now += step / 1000
+        stepped.firmware.advance(now)
+    jumped.firmware.advance(now)
+    for sensor in ("T", "B"):
+        assert temperature_of(stepped.temperatures(), sensor) == pytest.approx(
+            temperature_of(jumped.temperatures(), sensor), abs=0.011
+        )
+    assert temperature_of(jumped.temperatures(), "T") <= max(target, 21.3)
+
+
+def test_the_firmware_never_imports_the_host_side() -> None:
+    # Architecture: the virtual printer is separate firmware, so shared bugs cannot cancel out.
+    probe = "import sys, octotrio.virtual; print(sorted(m for m in sys.modules if m.startswith('octotrio.')))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert "octotrio.virtual" in loaded
+    assert "octotrio.printer" not in loaded
