@@ -196,9 +196,10 @@ class VirtualMarlin:
     def receive_data(self, data: bytes, now: float) -> None:
         """Take bytes the host wrote at ``now``; ``\\n``, ``\\r`` and ``\\r\\n`` all end a line.
 
-        Bytes beyond ``receive_capacity`` are dropped, as a UART overrun would drop them; the line
-        checks then answer with a resend. ``M112`` and ``M108`` act on arrival, even while other
-        commands wait (the emergency parser, ``Cap:EMERGENCY_PARSER:1``).
+        Bytes beyond ``receive_capacity`` are dropped, as a UART overrun would drop them; numbered
+        lines that follow then fail the line checks and are asked for again. ``M112`` and ``M108``
+        act on arrival, even while other commands wait (the emergency parser,
+        ``Cap:EMERGENCY_PARSER:1``).
         """
         self.advance(now)
         if self._killed or not data:

@@ -26,7 +26,9 @@ async def run_virtual_printer(
     reported instead; the link is removed on exit if it still points at this printer.
 
     The printer keeps its own handle on the device open, so a host may open, close and reopen it
-    at any time; the firmware is not reset by that (its banner is sent once, at start).
+    at any time; the firmware is not reset by that (its banner is sent once, at start). What it
+    writes while no host has the device open (the banner, ``wait`` lines) waits in the pty's
+    buffer for the next host to read; once that buffer is full the printer stops reading too.
 
     Cancellation closes both ends of the pty: a host still holding the device open then reads
     end of file or gets an error, as if the printer had been unplugged.
