@@ -6,6 +6,7 @@ The aggregator, hub and session are the real ones; only the client connection is
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import trio
@@ -14,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from octotrio.printer import CommState, PrinterEvent, Reading, StateChanged, TemperatureReport, TerminalLine
-from octotrio.push import BASE_INTERVAL, ServerInfo, serve_push_session
-from octotrio.state import PrinterModel, StateHub, run_aggregator
+from octotrio.push import BASE_INTERVAL, CLOSE_EVENTS_LOST, ServerInfo, serve_push_session
+from octotrio.state import Aggregator, PrinterModel, StateHub, run_aggregator
+from octotrio.state._hub import EVENTS_JOURNAL_CAPACITY, TERMINAL_JOURNAL_CAPACITY
 
 from .memory_connection import MemoryConnection
 
@@ -111,3 +113,46 @@ def test_state_change_fires_printer_state_changed_event() -> None:
     assert events == [
         {"type": "PrinterStateChanged", "payload": {"state_id": "OPERATIONAL", "state_string": "Operational"}}
     ]
+
+
+class SlowConnection(MemoryConnection):
+    """A client whose every receive of a batch takes ten (fake) seconds."""
+
+    async def send(self, messages: Sequence[str]) -> None:
+        await trio.sleep(10)
+        await super().send(messages)
+
+
+async def test_a_client_that_falls_behind_on_events_is_closed_with_a_documented_code(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    hub = StateHub(PrinterModel(), wall_clock=trio.current_time)
+    connection = SlowConnection()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: serve_push_session(connection, hub=hub, server=ServerInfo("test")))
+        await trio.sleep(15)  # connected and history are on their way: the session's view is open
+        for n in range(EVENTS_JOURNAL_CAPACITY + 10):
+            hub.publish_event("ChartMarked", {"type": "test", "label": str(n)})
+        await trio.sleep(60)
+    assert connection.closed_with is not None
+    assert connection.closed_with[0] == CLOSE_EVENTS_LOST
+
+
+async def test_logs_dropped_for_a_slow_client_are_announced_not_hidden(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    hub = StateHub(PrinterModel(), wall_clock=trio.current_time)
+    aggregator = Aggregator(hub)
+    connection = SlowConnection()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: serve_push_session(connection, hub=hub, server=ServerInfo("test")))
+        await trio.sleep(15)  # connected and history are on their way: the session's view is open
+        for n in range(TERMINAL_JOURNAL_CAPACITY + 5):
+            aggregator.fold(TerminalLine(f"Recv: {n}"))
+        hub.publish_tick()
+        await trio.sleep(60)
+        nursery.cancel_scope.cancel()
+    (current,) = connection.of_type("current")
+    logs = current.message["current"]["logs"]
+    assert logs[0].startswith("[octotrio] 5 accumulated items were dropped")
+    assert logs[1:] == [f"Recv: {n}" for n in range(5, TERMINAL_JOURNAL_CAPACITY + 5)]
