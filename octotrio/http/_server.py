@@ -226,7 +226,11 @@ class HttpServer:
 
     async def _next_event(self, connection: h11.Connection, stream: trio.SocketStream) -> object:
         while (event := connection.next_event()) is h11.NEED_DATA:
-            connection.receive_data(await stream.receive_some(RECEIVE_BUFFER_BYTES))
+            try:
+                data = await stream.receive_some(RECEIVE_BUFFER_BYTES)
+            except trio.BrokenResourceError as exc:
+                raise ClientGone from exc
+            connection.receive_data(data)
         return event
 
     async def _answer_error(
