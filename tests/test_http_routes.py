@@ -11,7 +11,7 @@ import httpx
 import pytest
 import trio
 
-from octotrio.http import HttpServer, serve_http
+from octotrio.http import HttpExchange, HttpServer, Router, serve_http
 from octotrio.sockjs import SockJSConnection
 
 NO_CACHE = "no-store, no-cache, no-transform, must-revalidate, max-age=0"
@@ -276,3 +276,18 @@ async def test_malformed_request_gets_400_and_the_server_lives_on(
 async def test_oversized_body_gets_413(client: httpx.AsyncClient) -> None:
     response = await client.post("/sockjs/info", content=b"x" * (64 * 1024 + 1))
     assert response.status_code == 413
+
+
+async def test_routes_of_your_own(nursery: trio.Nursery) -> None:
+    async def status_page(exchange: HttpExchange) -> None:
+        await exchange.respond(200, [("Content-Type", "text/plain")], exchange.path_params["name"].encode())
+
+    router = Router()
+    router.add("/status/(?P<name>[a-z]+)", {"GET": status_page})
+    server: HttpServer = await nursery.start(
+        partial(serve_http, host="127.0.0.1", port=0, sockjs_app=idle_app, router=router)
+    )
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        assert (await client.get("/status/printer")).text == "printer"
+        assert (await client.get("/sockjs")).status_code == 200
+        assert (await client.get("/status/")).status_code == 404

@@ -214,8 +214,8 @@ class HttpServer:
                             await self._answer_error(connection, stream, 413, "Request body too large.")
                             return None
                 return Request.from_target(
-                    head.method.decode("ascii"),
-                    head.target.decode("ascii"),
+                    head.method.decode("latin-1"),
+                    head.target.decode("latin-1"),  # h11 lets obs-text through
                     tuple(head.headers),
                     bytes(body),
                 )
@@ -251,6 +251,7 @@ async def serve_http(
     prefix: str = "/sockjs",
     heartbeat_interval: float = 25.0,
     write_timeout: float = WRITE_TIMEOUT,
+    router: Router | None = None,
     task_status: trio.TaskStatus[HttpServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve HTTP on ``host``:``port`` (0 picks a free port) with SockJS at ``prefix``.
@@ -259,12 +260,13 @@ async def serve_http(
     :class:`HttpServer` reports the real port and URL, and ``await server.shutdown()`` stops it
     in order and makes this function return. ``heartbeat_interval`` is the seconds between SockJS
     heartbeats (S9); ``write_timeout`` the seconds a write may take before its client counts as
-    gone (:data:`WRITE_TIMEOUT`).
+    gone (:data:`WRITE_TIMEOUT`). ``router`` carries routes of your own (the REST API, a status
+    page); the SockJS routes are added after them.
 
     Cancelling this function instead of calling ``shutdown()`` drops every connection at once;
     websocket clients get a best-effort close 1001, bounded to half a second.
     """
-    router = Router()
+    router = router or Router()
     sessions = SessionRegistry()
     SockJSEndpoint(sockjs_app, sessions, heartbeat_interval=heartbeat_interval).add_routes(router, prefix)
     listeners = await trio.open_tcp_listeners(port, host=host)
