@@ -20,7 +20,7 @@ import trio
 
 from octotrio import __version__
 from octotrio.http import HttpServer, serve_http
-from octotrio.printer import PrinterEvent, run_printer_link
+from octotrio.printer import PrinterEvent, PrinterLink, run_printer_link
 from octotrio.push import ServerInfo, serve_push_session
 from octotrio.state import PrinterModel, StateHub, run_aggregator
 from octotrio.virtual import FirmwareOptions, run_virtual_printer
@@ -51,6 +51,7 @@ class RunningServer:
     """A handle on a started server: where it listens, and how to stop it (or parts of it)."""
 
     http: HttpServer
+    printer: PrinterLink
     printer_port: str
     hub: StateHub
     _shutdown_requested: trio.Event
@@ -81,7 +82,9 @@ async def _run_cancellable(
         await run_virtual_printer(options, link_path=link_path, task_status=task_status)
 
 
-async def run(config: ServerConfig, *, task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED) -> None:
+async def run(
+    config: ServerConfig, *, task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED
+) -> None:
     """Run the server until :meth:`RunningServer.request_shutdown` is called.
 
     Reports a :class:`RunningServer` once the HTTP port is listening and the printer link is
@@ -102,11 +105,17 @@ async def run(config: ServerConfig, *, task_status: trio.TaskStatus[RunningServe
             )
         else:
             printer_port = config.serial_port
-        await root.start(run_printer_link, printer_port, config.baudrate, printer_events_send)
+        printer: PrinterLink = await root.start(
+            run_printer_link, printer_port, config.baudrate, printer_events_send
+        )
 
         app = partial(serve_push_session, hub=hub, server=ServerInfo(__version__))
-        http: HttpServer = await root.start(partial(serve_http, host=config.host, port=config.port, sockjs_app=app))
-        task_status.started(RunningServer(http, printer_port, hub, shutdown_requested, virtual_printer_scope))
+        http: HttpServer = await root.start(
+            partial(serve_http, host=config.host, port=config.port, sockjs_app=app)
+        )
+        task_status.started(
+            RunningServer(http, printer, printer_port, hub, shutdown_requested, virtual_printer_scope)
+        )
 
         await shutdown_requested.wait()
         await http.shutdown(timeout=SHUTDOWN_GRACE)

@@ -9,9 +9,8 @@ import sys
 
 import trio
 
-from octotrio import __version__
+from octotrio import __version__, virtual
 from octotrio.app import RunningServer, ServerConfig, run
-from octotrio.virtual import cli as virtual_cli
 
 log = logging.getLogger("octotrio")
 
@@ -28,11 +27,15 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--serial", metavar="PORT", help="drive a real printer on this serial port instead")
     serve.add_argument("--baud", type=int, default=115200, help="baud rate for --serial (default 115200)")
     serve.add_argument(
-        "--virtual-printer-link", metavar="PATH", help="also expose the built-in printer's pty at this symlink"
+        "--virtual-printer-link",
+        metavar="PATH",
+        help="also expose the built-in printer's pty at this symlink",
     )
 
-    virtual = commands.add_parser("virtual-printer", help="run only the virtual Marlin printer on a pty")
-    virtual_cli.add_arguments(virtual)
+    virtual_parser = commands.add_parser(
+        "virtual-printer", help="run only the virtual Marlin printer on a pty"
+    )
+    virtual.add_arguments(virtual_parser)
     return parser
 
 
@@ -41,7 +44,10 @@ async def _serve(config: ServerConfig) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             server: RunningServer = await nursery.start(run, config)
-            print(f"octotrio {__version__} serving on {server.url} (printer on {server.printer_port})", flush=True)
+            print(
+                f"octotrio {__version__} serving on {server.url} (printer on {server.printer_port})",
+                flush=True,
+            )
             async for signum in signals:
                 log.info("received %s, shutting down", signal.Signals(signum).name)
                 server.request_shutdown()
@@ -61,5 +67,5 @@ def main(argv: list[str] | None = None) -> None:
         )
         trio.run(_serve, config)
     else:
-        trio.run(virtual_cli.main_from_args, args)
+        trio.run(virtual.main_from_args, args)
     sys.exit(0)

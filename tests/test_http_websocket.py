@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from functools import partial
 
 import httpx
 import pytest
 import trio
 from trio_websocket import ConnectionClosed as ClientSawClose
-from trio_websocket import WebSocketConnection, wrap_client_stream
+from trio_websocket import WebSocketConnection
 
 from octotrio.http import HttpServer, serve_http
 from octotrio.sockjs import ConnectionClosed, SockJSConnection
+
+from .websocket_client import connect_websocket
 
 FLOOD_MESSAGE = json.dumps("x" * 60_000)
 
@@ -87,24 +89,10 @@ def framed_path(session: str = "abcdefgh") -> str:
 RAW_PATH = "/sockjs/websocket"
 
 
-@asynccontextmanager
-async def connect(
+def connect(
     server: HttpServer, path: str, *, message_queue_size: int = 1
-) -> AsyncIterator[WebSocketConnection]:
-    """A trio-websocket client on ``path``.
-
-    Like ``open_websocket_url``, except that the test owns the TCP stream: trio-websocket 0.12
-    never closes its stream when the server closes first (``aclose`` returns early once a close
-    reason is known), which would fail these tests with a ResourceWarning.
-    """
-    async with trio.open_nursery() as nursery, await trio.open_tcp_stream("127.0.0.1", server.port) as stream:
-        websocket = await wrap_client_stream(
-            nursery, stream, "127.0.0.1", path, message_queue_size=message_queue_size
-        )
-        try:
-            yield websocket
-        finally:
-            await websocket.aclose()
+) -> AbstractAsyncContextManager[WebSocketConnection]:
+    return connect_websocket(server.port, path, message_queue_size=message_queue_size)
 
 
 @pytest.fixture

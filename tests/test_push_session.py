@@ -5,6 +5,7 @@ The aggregator, hub and session are the real ones; only the client connection is
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,7 +43,9 @@ steps = st.lists(
 )
 
 
-def run_scenario(scenario: list[Step]) -> tuple[MemoryConnection, list[str], list[float], list[tuple[float, int]]]:
+def run_scenario(
+    scenario: list[Step],
+) -> tuple[MemoryConnection, list[str], list[float], list[tuple[float, int]]]:
     """Play ``scenario`` against one session; return what it sent and what was produced."""
     produced_logs: list[str] = []
     produced_temps: list[float] = []
@@ -88,7 +91,7 @@ def test_current_respects_throttle_and_delivers_every_item_once(scenario: list[S
 
     assert [r.type for r in connection.sent[:3]] == ["connected", "history", "timelapse"]
     currents = connection.of_type("current")
-    for previous, following in zip(currents, currents[1:], strict=False):
+    for previous, following in itertools.pairwise(currents):
         factor = throttle_at(throttle_changes, following.time)
         assert following.time - previous.time >= BASE_INTERVAL * factor - 1e-9
 

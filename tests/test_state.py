@@ -16,6 +16,7 @@ from octotrio.printer import (
     FirmwareInfo,
     FirmwareMessage,
     LinkError,
+    PrinterEvent,
     Reading,
     StateChanged,
     TemperatureReport,
@@ -29,6 +30,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "octoprint-1.11.8"
 def sample_payload(name: str) -> dict[str, Any]:
     message: dict[str, Any] = json.loads((FIXTURES / name).read_text())
     (payload,) = message.values()
+    assert isinstance(payload, dict)
     return payload
 
 
@@ -50,7 +52,9 @@ def test_flags_match_octoprint(state: CommState, sample: str) -> None:
 
 def test_offline_after_error_sets_the_error_flag_unlike_octoprint() -> None:
     flags = state_flags(CommState.CLOSED_WITH_ERROR)
-    assert flags["closedOrError"] and flags["error"] and not flags["operational"]
+    assert flags["closedOrError"]
+    assert flags["error"]
+    assert not flags["operational"]
 
 
 class Recorder:
@@ -70,14 +74,17 @@ class Recorder:
 
 def test_connect_sequence_fires_octoprint_events_in_order() -> None:
     recorder = Recorder()
-    for event in [
+    sequence: list[PrinterEvent] = [
         Connecting("/dev/pts/3", 115200),
         StateChanged(CommState.OPEN_SERIAL),
         StateChanged(CommState.CONNECTING),
         StateChanged(CommState.OPERATIONAL),
         Connected("/dev/pts/3", 115200),
-        FirmwareInfo("Virtual Marlin 1.0", {"FIRMWARE_NAME": "Virtual Marlin 1.0", "PROTOCOL_VERSION": "1.0"}),
-    ]:
+        FirmwareInfo(
+            "Virtual Marlin 1.0", {"FIRMWARE_NAME": "Virtual Marlin 1.0", "PROTOCOL_VERSION": "1.0"}
+        ),
+    ]
+    for event in sequence:
         recorder.aggregator.fold(event)
     events = recorder.events()
     assert [e["type"] for e in events] == [
@@ -98,15 +105,21 @@ def test_device_loss_reports_error_then_offline_after_error() -> None:
     recorder = Recorder()
     recorder.aggregator.fold(StateChanged(CommState.OPERATIONAL))
     recorder.events()
-    for event in [
+    loss: list[PrinterEvent] = [
         StateChanged(CommState.ERROR, "Device vanished"),
         LinkError("Device vanished", "connection"),
         Disconnected(),
         StateChanged(CommState.CLOSED_WITH_ERROR, "Device vanished"),
-    ]:
+    ]
+    for event in loss:
         recorder.aggregator.fold(event)
     events = recorder.events()
-    assert [e["type"] for e in events] == ["PrinterStateChanged", "Error", "Disconnected", "PrinterStateChanged"]
+    assert [e["type"] for e in events] == [
+        "PrinterStateChanged",
+        "Error",
+        "Disconnected",
+        "PrinterStateChanged",
+    ]
     assert events[1]["payload"]["error"] == "Device vanished"
     assert events[1]["payload"]["reason"] == "connection"
     state = recorder.hub.model.state_payload()
@@ -130,7 +143,9 @@ def test_temperature_points_keep_targets_and_always_carry_bed_and_chamber() -> N
 
 def test_non_finite_temperatures_are_left_out() -> None:
     recorder = Recorder()
-    recorder.aggregator.fold(TemperatureReport({"tool0": Reading(float("nan"), 0.0), "bed": Reading(20.0, 0.0)}))
+    recorder.aggregator.fold(
+        TemperatureReport({"tool0": Reading(float("nan"), 0.0), "bed": Reading(20.0, 0.0)})
+    )
     (point,) = recorder.hub.model.temps
     assert "tool0" not in point
     json.dumps(point, allow_nan=False)

@@ -44,7 +44,9 @@ BUILTIN_PERMISSIONS: list[dict[str, Any]] = [
         ["admins"],
         dangerous=True,
     ),
-    _permission("FILES_LIST", "File List", "Allows to retrieve a list of all uploaded files", _USERS_READONLY),
+    _permission(
+        "FILES_LIST", "File List", "Allows to retrieve a list of all uploaded files", _USERS_READONLY
+    ),
     _permission("FILES_UPLOAD", "File Upload", "Allows users to upload new files", _USERS),
     _permission("FILES_DOWNLOAD", "File Download", "Allows users to download files", _USERS_READONLY),
     _permission("FILES_DELETE", "File Delete", "Allows users to delete files and folders", _USERS),
