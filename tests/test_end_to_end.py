@@ -70,6 +70,10 @@ class PushClient:
                 payload: dict[str, Any] = message[message_type]
                 return payload
 
+    async def wait_until_operational(self) -> None:
+        while (await self.next_of_type("current"))["state"]["text"] != "Operational":
+            pass
+
     async def drain(self) -> None:
         """Read until the connection closes (trio-websocket raises ConnectionClosed then)."""
         while True:
@@ -157,7 +161,7 @@ async def test_throttle_two_halves_the_push_rate(server: RunningServer) -> None:
             connect_websocket(server.http.port, FRAMED) as ws2,
         ):
             fast, slow = PushClient(ws1, framed=False), PushClient(ws2, framed=True)
-            await fast.next_of_type("history")
+            await fast.wait_until_operational()
             await slow.next_of_type("history")
             await slow.send({"throttle": 2})
             nursery.start_soon(keep_printer_busy)
@@ -188,8 +192,7 @@ async def test_printer_vanishing_is_reported_and_server_keeps_serving(server: Ru
     with trio.fail_after(HANG_GUARD):
         async with connect_websocket(server.http.port, RAW) as ws:
             client = PushClient(ws, framed=False)
-            while (await client.next_of_type("current"))["state"]["text"] != "Operational":
-                pass
+            await client.wait_until_operational()
             server.stop_virtual_printer()
             events: list[str] = []
             while True:
