@@ -12,6 +12,7 @@ cancel the rest (the printer link closes the serial port on its way out).
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -19,9 +20,10 @@ from functools import partial
 import trio
 
 from octotrio import __version__
-from octotrio.http import HttpServer, serve_http
+from octotrio.http import HttpServer, Router, serve_http
 from octotrio.printer import PrinterEvent, PrinterLink, run_printer_link
 from octotrio.push import ServerInfo, serve_push_session
+from octotrio.rest import GlobalApiKey, add_rest_routes
 from octotrio.state import PrinterModel, StateHub, run_aggregator
 from octotrio.virtual import FirmwareOptions, run_virtual_printer
 
@@ -44,6 +46,8 @@ class ServerConfig:
     baudrate: int = 115200
     virtual_printer: FirmwareOptions = field(default_factory=FirmwareOptions)
     virtual_printer_link: str | None = None
+    api_key: str = field(default_factory=lambda: secrets.token_hex(16))
+    """The global API key for REST calls; a random one unless given (``--api-key``)."""
 
 
 @dataclass
@@ -109,9 +113,11 @@ async def run(
             run_printer_link, printer_port, config.baudrate, printer_events_send
         )
 
+        router = Router()
+        add_rest_routes(router, GlobalApiKey(config.api_key))
         app = partial(serve_push_session, hub=hub, server=ServerInfo(__version__))
         http: HttpServer = await root.start(
-            partial(serve_http, host=config.host, port=config.port, sockjs_app=app)
+            partial(serve_http, host=config.host, port=config.port, sockjs_app=app, router=router)
         )
         task_status.started(
             RunningServer(http, printer, printer_port, hub, shutdown_requested, virtual_printer_scope)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import os
 import signal
 import sys
 
@@ -32,6 +34,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="also expose the built-in printer's pty at this symlink",
     )
 
+    serve.add_argument(
+        "--api-key",
+        default=os.environ.get("OCTOTRIO_API_KEY"),
+        help="global API key for REST calls (default: $OCTOTRIO_API_KEY, else a random key printed at start)",
+    )
+
     virtual_parser = commands.add_parser(
         "virtual-printer", help="run only the virtual Marlin printer on a pty"
     )
@@ -45,7 +53,8 @@ async def _serve(config: ServerConfig) -> None:
         async with trio.open_nursery() as nursery:
             server: RunningServer = await nursery.start(run, config)
             print(
-                f"octotrio {__version__} serving on {server.url} (printer on {server.printer_port})",
+                f"octotrio {__version__} serving on {server.url} (printer on {server.printer_port})\n"
+                f"REST API key: {config.api_key}",
                 flush=True,
             )
             async for signum in signals:
@@ -65,6 +74,8 @@ def main(argv: list[str] | None = None) -> None:
             baudrate=args.baud,
             virtual_printer_link=args.virtual_printer_link,
         )
+        if args.api_key:
+            config = dataclasses.replace(config, api_key=args.api_key)
         trio.run(_serve, config)
     else:
         trio.run(virtual.main_from_args, args)

@@ -16,6 +16,11 @@ if nothing was sent yet."""
 
 NOT_FOUND_BODY = b"Not found.\n"
 
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+"""Largest request body a route accepts unless it says otherwise; bigger ones get 413. SockJS
+frames are bounded by ``MAX_CLIENT_FRAME_BYTES`` (64 KiB) and REST commands are small; routes
+that take uploads raise their own limit."""
+
 
 async def _not_found(exchange: HttpExchange) -> None:
     await exchange.respond(404, [("Content-Type", "text/plain; charset=UTF-8")], NOT_FOUND_BODY)
@@ -30,6 +35,7 @@ async def _method_not_allowed(exchange: HttpExchange, *, allow: str) -> None:
 class _Route:
     pattern: re.Pattern[str]
     handlers: Mapping[str, Handler]
+    max_body_bytes: int
 
 
 class Router:
@@ -43,13 +49,27 @@ class Router:
     def __init__(self) -> None:
         self._routes: list[_Route] = []
 
-    def add(self, path_pattern: str, handlers: Mapping[str, Handler]) -> None:
+    def add(
+        self,
+        path_pattern: str,
+        handlers: Mapping[str, Handler],
+        *,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
         """Route paths that fully match ``path_pattern`` to ``handlers`` by method (``"GET"``...).
 
         Escape literal parts with :func:`re.escape`; the path is the raw one, before
-        percent-decoding and without the query string.
+        percent-decoding and without the query string. Requests with a body over
+        ``max_body_bytes`` are answered 413 before any handler runs.
         """
-        self._routes.append(_Route(re.compile(path_pattern), dict(handlers)))
+        self._routes.append(_Route(re.compile(path_pattern), dict(handlers), max_body_bytes))
+
+    def max_body_bytes(self, path: str) -> int:
+        """The body limit of the route for ``path`` (the default when no route matches)."""
+        for route in self._routes:
+            if route.pattern.fullmatch(path):
+                return route.max_body_bytes
+        return DEFAULT_MAX_BODY_BYTES
 
     def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
         """The handler for ``method`` and ``path`` and the path parameters it gets."""

@@ -31,10 +31,6 @@ ready for it: closes idle keep-alive connections and clients that send too slowl
 MAX_REQUEST_HEAD_BYTES = 16 * 1024
 """Largest request line plus headers accepted (h11's default); browsers send well under 8 KiB."""
 
-MAX_REQUEST_BODY_BYTES = 64 * 1024
-"""Largest request body accepted; bigger ones get 413. The bodies this server takes are SockJS
-frames (bounded by ``MAX_CLIENT_FRAME_BYTES``, 64 KiB) and, later, small REST commands."""
-
 RECEIVE_BUFFER_BYTES = 16 * 1024
 """Bytes asked of the socket per read while parsing HTTP."""
 
@@ -206,18 +202,17 @@ class HttpServer:
                 head = await self._next_event(connection, stream)
                 if not isinstance(head, h11.Request):
                     return None  # h11.ConnectionClosed: the client is done
+                target = head.target.decode("latin-1")  # h11 lets obs-text through
+                max_body_bytes = self._router.max_body_bytes(target.partition("?")[0])
                 body = bytearray()
                 while not isinstance(event := await self._next_event(connection, stream), h11.EndOfMessage):
                     if isinstance(event, h11.Data):
                         body += event.data
-                        if len(body) > MAX_REQUEST_BODY_BYTES:
+                        if len(body) > max_body_bytes:
                             await self._answer_error(connection, stream, 413, "Request body too large.")
                             return None
                 return Request.from_target(
-                    head.method.decode("latin-1"),
-                    head.target.decode("latin-1"),  # h11 lets obs-text through
-                    tuple(head.headers),
-                    bytes(body),
+                    head.method.decode("latin-1"), target, tuple(head.headers), bytes(body)
                 )
             except h11.RemoteProtocolError as exc:
                 await self._answer_error(connection, stream, exc.error_status_hint, "Bad request.")
