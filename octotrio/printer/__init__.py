@@ -1,5 +1,6 @@
 """The printer side: Marlin line protocol (sans-IO) and the printer link tasks."""
 
+from ._events import ActionCommand as ActionCommand
 from ._events import CommState as CommState
 from ._events import Connected as Connected
 from ._events import Connecting as Connecting
@@ -7,12 +8,26 @@ from ._events import Disconnected as Disconnected
 from ._events import Disconnecting as Disconnecting
 from ._events import FirmwareInfo as FirmwareInfo
 from ._events import FirmwareMessage as FirmwareMessage
+from ._events import GcodeSent as GcodeSent
+from ._events import JobCancelled as JobCancelled
+from ._events import JobCancelling as JobCancelling
+from ._events import JobFailed as JobFailed
+from ._events import JobFile as JobFile
+from ._events import JobFinished as JobFinished
+from ._events import JobPaused as JobPaused
+from ._events import JobProgress as JobProgress
+from ._events import JobResumed as JobResumed
+from ._events import JobStarted as JobStarted
 from ._events import LinkError as LinkError
+from ._events import Position as Position
+from ._events import PositionReported as PositionReported
 from ._events import PrinterEvent as PrinterEvent
 from ._events import Reading as Reading
+from ._events import ResendStatsChanged as ResendStatsChanged
 from ._events import StateChanged as StateChanged
 from ._events import TemperatureReport as TemperatureReport
 from ._events import TerminalLine as TerminalLine
+from ._events import ZChanged as ZChanged
 from ._host import CommandQueueFull as CommandQueueFull
 from ._host import LocalProtocolError as LocalProtocolError
 from ._host import MarlinHost as MarlinHost

@@ -118,6 +118,131 @@ class FirmwareInfo:
     capabilities: Mapping[str, bool] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ResendStatsChanged:
+    """The firmware asked for a resend: OctoPrint's ``resends`` counters after it."""
+
+    count: int
+    transmitted: int
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where the print head is, as the host knows it (None where unknown)."""
+
+    x: float | None = None
+    y: float | None = None
+    z: float | None = None
+    e: float | None = None
+    t: int | None = None
+    f: float | None = None
+
+
+@dataclass(frozen=True)
+class JobFile:
+    """The file a job prints: ``path`` relative to its storage, ``origin`` ``local`` or ``sdcard``."""
+
+    name: str
+    path: str
+    origin: str
+    size: int | None
+    date: int | None = None
+
+
+@dataclass(frozen=True)
+class JobStarted:
+    """The first line of ``file`` is about to be sent (after ``M110 N0``); state is STARTING/PRINTING."""
+
+    file: JobFile
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """Bytes of the file sent so far (``filepos``) and the seconds since the job started."""
+
+    filepos: int
+    print_time: float
+
+
+@dataclass(frozen=True)
+class ZChanged:
+    """A G0/G1 the host sent moved Z (``old`` None for the first Z of the job)."""
+
+    new: float
+    old: float | None
+
+
+@dataclass(frozen=True)
+class GcodeSent:
+    """A command with its own event was sent (G28 → ``Home``, M112 → ``EStop``, G4 → ``Dwelling``, ...).
+
+    ``command`` is the bare G/M code, e.g. ``G28``.
+    """
+
+    command: str
+
+
+@dataclass(frozen=True)
+class JobPaused:
+    """The job is paused; ``position`` was recorded (M400 then M114) when pausing."""
+
+    position: Position
+    filepos: int
+
+
+@dataclass(frozen=True)
+class JobResumed:
+    """The job continues from where it was paused."""
+
+
+@dataclass(frozen=True)
+class JobCancelling:
+    """A cancel was requested; ``firmware_error`` when it is because of one."""
+
+    firmware_error: str | None = None
+
+
+@dataclass(frozen=True)
+class JobCancelled:
+    """The job was cancelled at ``filepos`` after ``print_time`` seconds."""
+
+    position: Position
+    filepos: int
+    print_time: float
+
+
+@dataclass(frozen=True)
+class JobFinished:
+    """Every line was sent and acknowledged (after the M400 of FINISHING)."""
+
+    print_time: float
+
+
+@dataclass(frozen=True)
+class JobFailed:
+    """The job ended because of an error (``reason`` ``error``) with the error text."""
+
+    error: str
+    filepos: int
+    print_time: float
+
+
+@dataclass(frozen=True)
+class PositionReported:
+    """A position report (M114 reply); ``reason`` ``pause``, ``cancel`` or None."""
+
+    position: Position
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class ActionCommand:
+    """A ``//action:<name> <params>`` line from the firmware (after the link acted on it)."""
+
+    name: str
+    params: str
+
+
 PrinterEvent = (
     StateChanged
     | Connecting
@@ -129,4 +254,17 @@ PrinterEvent = (
     | FirmwareMessage
     | TemperatureReport
     | FirmwareInfo
+    | ResendStatsChanged
+    | JobStarted
+    | JobProgress
+    | ZChanged
+    | GcodeSent
+    | JobPaused
+    | JobResumed
+    | JobCancelling
+    | JobCancelled
+    | JobFinished
+    | JobFailed
+    | PositionReported
+    | ActionCommand
 )
