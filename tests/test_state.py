@@ -117,6 +117,7 @@ def test_device_loss_reports_error_then_offline_after_error() -> None:
     assert [e["type"] for e in events] == [
         "PrinterStateChanged",
         "Error",
+        "UpdatedFiles",
         "Disconnected",
         "PrinterStateChanged",
     ]

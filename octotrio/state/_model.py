@@ -7,12 +7,12 @@ Payload shapes follow OctoPrint 1.11.8 (reference: octoprint-push.md §8).
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Iterable
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from octotrio.printer import CommState, Reading
+from octotrio.printer import CommState, JobFile, Reading
 
 JSONObject = dict[str, Any]
 
@@ -97,6 +97,10 @@ def state_flags(state: CommState) -> dict[str, bool]:
     }
 
 
+STATISTICS_LIMIT = 4096
+"""Files whose print times are remembered (for ``averagePrintTime``/``lastPrintTime``)."""
+
+
 def never_selected_job() -> JSONObject:
     """The "no job since server start" shape (octoprint-push.md §8.2, first variant)."""
     return {
@@ -104,6 +108,18 @@ def never_selected_job() -> JSONObject:
         "estimatedPrintTime": None,
         "lastPrintTime": None,
         "filament": {"length": None, "volume": None},
+        "user": None,
+    }
+
+
+def deselected_job() -> JSONObject:
+    """The "no job after a deselect or disconnect" shape: every key present and null (§8.2, Q9)."""
+    return {
+        "file": {"name": None, "path": None, "display": None, "origin": None, "size": None, "date": None},
+        "estimatedPrintTime": None,
+        "averagePrintTime": None,
+        "lastPrintTime": None,
+        "filament": None,
         "user": None,
     }
 
@@ -118,6 +134,48 @@ def empty_progress() -> JSONObject:
     }
 
 
+def progress_payload(filepos: int, size: int | None, print_time: float) -> JSONObject:
+    """``progress`` while printing, with a linear estimate of the time left (§8.3).
+
+    The estimate assumes the rest of the file prints at the rate so far: elapsed / fraction −
+    elapsed. At 0 % there is no rate yet, so time left and origin are null; at 100 % the time left
+    is 0 and the origin null, as OctoPrint reports them.
+    """
+    fraction = min(1.0, filepos / size) if size else 0.0
+    left: int | None = None
+    origin: str | None = None
+    if fraction >= 1.0:
+        left = 0
+    elif fraction > 0.0:
+        left = round(print_time / fraction - print_time)
+        origin = "linear"
+    return {
+        "completion": 100.0 * fraction,
+        "filepos": filepos,
+        "printTime": int(print_time),
+        "printTimeLeft": left,
+        "printTimeLeftOrigin": origin,
+    }
+
+
+@dataclass(frozen=True)
+class SelectedJob:
+    """The selected file, who selected it and its analysis (``estimatedPrintTime``, ``filament``)."""
+
+    file: JobFile
+    user: str | None
+    analysis: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class PrintStatistics:
+    """Successful prints of one file: for ``averagePrintTime`` and ``lastPrintTime``."""
+
+    count: int
+    total_seconds: float
+    last_seconds: float
+
+
 @dataclass
 class PrinterModel:
     """Everything the push API reports about the printer, owned by the aggregator."""
@@ -125,7 +183,11 @@ class PrinterModel:
     state: CommState = CommState.OFFLINE
     error: str = ""
     connected: bool = False
-    job: JSONObject = field(default_factory=never_selected_job)
+    port: str | None = None
+    baudrate: int | None = None
+    selected: SelectedJob | None = None
+    ever_selected: bool = False
+    statistics: OrderedDict[str, PrintStatistics] = field(default_factory=OrderedDict)
     progress: JSONObject = field(default_factory=empty_progress)
     current_z: float | None = None
     offsets: dict[str, float] = field(default_factory=dict)
@@ -140,6 +202,46 @@ class PrinterModel:
     @property
     def state_text(self) -> str:
         return STATE_TEXTS[self.state]
+
+    @property
+    def busy(self) -> bool:
+        """A job is running or paused: its file must not be changed (``busyFiles``)."""
+        return self.state in _BUSY
+
+    @property
+    def operational(self) -> bool:
+        return self.state in _OPERATIONAL
+
+    @property
+    def job(self) -> JSONObject:
+        """``job`` as OctoPrint reports it, in its key order (§8.2)."""
+        selected = self.selected
+        if selected is None:
+            return deselected_job() if self.ever_selected else never_selected_job()
+        file, analysis = selected.file, selected.analysis or {}
+        statistics = self.statistics.get(file.path)
+        return {
+            "file": {
+                "name": file.name,
+                "path": file.path,
+                "display": file.name,
+                "origin": file.origin,
+                "size": file.size,
+                "date": file.date,
+            },
+            "estimatedPrintTime": analysis.get("estimatedPrintTime"),
+            "averagePrintTime": statistics.total_seconds / statistics.count if statistics else None,
+            "lastPrintTime": statistics.last_seconds if statistics else None,
+            "filament": analysis.get("filament") or None,
+            "user": selected.user,
+        }
+
+    def record_print(self, path: str, seconds: float) -> None:
+        """Remember a successful print of ``path`` that took ``seconds``."""
+        old = self.statistics.pop(path, PrintStatistics(0, 0.0, 0.0))
+        self.statistics[path] = PrintStatistics(old.count + 1, old.total_seconds + seconds, seconds)
+        while len(self.statistics) > STATISTICS_LIMIT:
+            self.statistics.popitem(last=False)
 
     def temperature_point(self, readings: Iterable[tuple[str, Reading]], now: float) -> JSONObject:
         """Turn one temperature report into a ``temps[]`` data point and remember targets.
@@ -193,7 +295,10 @@ class PrinterModel:
         }
 
     def busy_files(self) -> list[JSONObject]:
-        return []
+        """The file being printed (or paused), as ``busyFiles`` lists it (§8.7)."""
+        if self.selected is None or not self.busy:
+            return []
+        return [{"origin": self.selected.file.origin, "path": self.selected.file.path}]
 
     def history_payload(self, server_time: float) -> JSONObject:
         """The ``history`` payload: snapshot plus full temperature, log, message and marking histories."""
