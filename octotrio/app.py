@@ -26,6 +26,7 @@ from octotrio.push import ServerInfo, serve_push_session
 from octotrio.rest import GlobalApiKey, add_rest_routes
 from octotrio.state import PrinterModel, StateHub, run_aggregator
 from octotrio.virtual import FirmwareOptions, run_virtual_printer
+from octotrio.web import add_routes as add_status_page_routes
 
 PRINTER_EVENT_BUFFER = 256
 """Printer events waiting for the aggregator. When full, the link's reader waits and the
@@ -115,6 +116,7 @@ async def run(
 
         router = Router()
         add_rest_routes(router, GlobalApiKey(config.api_key))
+        add_status_page_routes(router)
         app = partial(serve_push_session, hub=hub, server=ServerInfo(__version__))
         http: HttpServer = await root.start(
             partial(serve_http, host=config.host, port=config.port, sockjs_app=app, router=router)
