@@ -8,7 +8,8 @@ from ._router import Router as Router
 from ._server import WRITE_TIMEOUT as WRITE_TIMEOUT
 from ._server import HttpServer as HttpServer
 from ._server import serve_http as serve_http
-from ._sockjs import SessionRegistry as SessionRegistry
+from ._sessions import SessionRegistry as SessionRegistry
+from ._sessions import SockJSSession as SockJSSession
 from ._sockjs import SockJSEndpoint as SockJSEndpoint
 from ._websocket import WebSocket as WebSocket
 from ._websocket import WebSocketClosed as WebSocketClosed

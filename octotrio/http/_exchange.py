@@ -13,6 +13,13 @@ from ._websocket import HandshakeRefusal, WebSocket, websocket_handshake
 # Statuses whose responses never carry a body, hence no Content-Length (P1).
 _BODILESS_STATUSES = frozenset({204, 304})
 
+RECEIVE_BUFFER_BYTES = 16 * 1024
+"""Bytes asked of the socket per read while parsing HTTP."""
+
+MAX_PIPELINED_BYTES = 16 * 1024
+"""Bytes of a next (pipelined) request kept while a response is held open; one request head at
+most. Beyond them the client is no longer read until the response is over, so TCP pushes back."""
+
 
 class ClientGone(Exception):
     """The client stopped taking bytes (write timeout) or closed the connection mid-response."""
@@ -90,6 +97,49 @@ class HttpExchange:
         self.responded = True
         data = encode_response(self._connection, status, headers, body, keep_alive=self._keep_alive)
         await send_bytes(self._stream, data, write_timeout=self.write_timeout)
+
+    async def start_response(self, status: int, headers: Sequence[tuple[str, str]] = ()) -> None:
+        """Start a streamed response: no ``Content-Length``; h11 makes it chunked for HTTP/1.1
+        (P4) and, for HTTP/1.0, raw bytes ended by closing the connection (P3). Follow with
+        :meth:`send_chunk` and :meth:`end_response`."""
+        self.responded = True
+        all_headers = list(headers)
+        if not self._keep_alive:
+            all_headers.append(("Connection", "close"))
+        data = self._connection.send(h11.Response(status_code=status, headers=all_headers)) or b""
+        await send_bytes(self._stream, data, write_timeout=self.write_timeout)
+
+    async def send_chunk(self, data: bytes) -> None:
+        """Send one chunk of a streamed response, as one HTTP chunk (P2: one frame, one chunk)."""
+        await send_bytes(
+            self._stream, self._connection.send(h11.Data(data=data)) or b"", write_timeout=self.write_timeout
+        )
+
+    async def end_response(self) -> None:
+        """End a streamed response (the zero-length chunk, P4)."""
+        await send_bytes(
+            self._stream, self._connection.send(h11.EndOfMessage()) or b"", write_timeout=self.write_timeout
+        )
+
+    async def wait_until_client_gone(self) -> None:
+        """Return when the client closes the connection or it breaks: run it beside a response
+        that is held open (a long poll, a stream) to notice an aborted request (S6).
+
+        Bytes the client sends meanwhile (a pipelined request) are kept for the server's next
+        request, up to :data:`MAX_PIPELINED_BYTES`; beyond that this stops reading and waits
+        until cancelled. Cancel it before the response ends.
+        """
+        pipelined = 0
+        while pipelined <= MAX_PIPELINED_BYTES:
+            try:
+                data = await self._stream.receive_some(RECEIVE_BUFFER_BYTES)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            if not data:
+                return
+            self._connection.receive_data(bytes(data))
+            pipelined += len(data)
+        await trio.sleep_forever()
 
     async def accept_websocket(self, *, max_message_bytes: int) -> WebSocket | None:
         """Complete a websocket handshake and return the websocket, or refuse it and return None.

@@ -9,12 +9,20 @@ from collections.abc import Iterator
 import h11
 import trio
 
-from octotrio.sockjs import SockJSApp
+from octotrio.sockjs import (
+    DEFAULT_SOCKJS_URL,
+    HEARTBEAT_INTERVAL,
+    RESPONSE_LIMIT,
+    SockJSApp,
+    SockJSOptions,
+    sockjs_test_services,
+)
 
-from ._exchange import ClientGone, HttpExchange, encode_response, send_bytes
+from ._exchange import RECEIVE_BUFFER_BYTES, ClientGone, HttpExchange, encode_response, send_bytes
 from ._request import Request
 from ._router import Router
-from ._sockjs import SHUTDOWN_CLOSE, SessionRegistry, SockJSEndpoint
+from ._sessions import SessionRegistry
+from ._sockjs import SHUTDOWN_CLOSE, SockJSEndpoint
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +38,6 @@ ready for it: closes idle keep-alive connections and clients that send too slowl
 
 MAX_REQUEST_HEAD_BYTES = 16 * 1024
 """Largest request line plus headers accepted (h11's default); browsers send well under 8 KiB."""
-
-RECEIVE_BUFFER_BYTES = 16 * 1024
-"""Bytes asked of the socket per read while parsing HTTP."""
 
 
 class _ConnectionTracker:
@@ -183,6 +188,8 @@ class HttpServer:
                 await handler(exchange)
                 if not exchange.responded:
                     raise RuntimeError(f"{request.method} {request.path}: handler sent no response")
+            except ClientGone:
+                raise  # nobody left to answer
             except Exception:
                 if not exchange.responded:
                     await exchange.respond(
@@ -244,7 +251,10 @@ async def serve_http(
     port: int,
     sockjs_app: SockJSApp,
     prefix: str = "/sockjs",
-    heartbeat_interval: float = 25.0,
+    heartbeat_interval: float = HEARTBEAT_INTERVAL,
+    response_limit: int = RESPONSE_LIMIT,
+    sockjs_url: str = DEFAULT_SOCKJS_URL,
+    test_services: bool = False,
     write_timeout: float = WRITE_TIMEOUT,
     router: Router | None = None,
     task_status: trio.TaskStatus[HttpServer] = trio.TASK_STATUS_IGNORED,
@@ -254,20 +264,31 @@ async def serve_http(
     Start it with ``server = await nursery.start(partial(serve_http, ...))``: the
     :class:`HttpServer` reports the real port and URL, and ``await server.shutdown()`` stops it
     in order and makes this function return. ``heartbeat_interval`` is the seconds between SockJS
-    heartbeats (S9); ``write_timeout`` the seconds a write may take before its client counts as
-    gone (:data:`WRITE_TIMEOUT`). ``router`` carries routes of your own (the REST API, a status
-    page); the SockJS routes are added after them.
+    heartbeats (S9); ``response_limit`` the bytes after which a streaming response ends (S7);
+    ``sockjs_url`` the script the SockJS iframe page loads (H4); ``write_timeout`` the seconds a
+    write may take before its client counts as gone (:data:`WRITE_TIMEOUT`). ``test_services``
+    mounts the SockJS protocol test services at the root (``/echo``, ``/close``,
+    ``/disabled_websocket_echo``, ``/cookie_needed_echo``; see
+    :func:`octotrio.sockjs.sockjs_test_services`). ``router`` carries routes of your own (the
+    REST API, a status page); the SockJS routes are added after them.
 
     Cancelling this function instead of calling ``shutdown()`` drops every connection at once;
     websocket clients get a best-effort close 1001, bounded to half a second.
     """
+    options = SockJSOptions(
+        heartbeat_interval=heartbeat_interval, response_limit=response_limit, sockjs_url=sockjs_url
+    )
     router = router or Router()
     sessions = SessionRegistry()
-    SockJSEndpoint(sockjs_app, sessions, heartbeat_interval=heartbeat_interval).add_routes(router, prefix)
+    SockJSEndpoint(sockjs_app, sessions, options).add_routes(router, prefix)
+    if test_services:
+        for service_prefix, (service, service_options) in sockjs_test_services(options).items():
+            SockJSEndpoint(service, sessions, service_options).add_routes(router, service_prefix)
     listeners = await trio.open_tcp_listeners(port, host=host)
     server: HttpServer | None = None
     try:
         async with trio.open_nursery() as connections:
+            await connections.start(sessions.run)  # polled sessions outlive their requests
             server = HttpServer(
                 listeners[0], router, sessions, connections.cancel_scope, write_timeout=write_timeout
             )

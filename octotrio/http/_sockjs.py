@@ -1,42 +1,59 @@
-"""The SockJS endpoint over HTTP: greeting, ``/info``, and the websocket transports.
+"""The SockJS endpoint over HTTP: every URL of sockjs-protocol.md under one prefix.
 
-Framing comes from the sans-IO core :mod:`octotrio.sockjs`; this module is the adapter that puts it
-on the wire and implements :class:`~octotrio.sockjs.SockJSConnection` per session. The polling and
-streaming transports (xhr, eventsource, ...) will join here; they need sessions that outlive one
-request (S4-S6), which a websocket session does not (S11).
+Framing, transport encodings and the session state machine are the sans-IO cores of
+:mod:`octotrio.sockjs`; sessions on trio are :mod:`octotrio.http._sessions`. This module is the
+thin layer between them and the wire: each transport is a handler that attaches a receiver to a
+session, writes the frames the session hands it in its own encoding, and detaches.
+
+| URL under the prefix | handler |
+| --- | --- |
+| ``""``, ``/`` | greeting (U1) |
+| ``/info`` | :meth:`SockJSEndpoint._info`, OPTIONS too (§4) |
+| ``/iframe.html``, ``/iframe-<v>.html`` | the iframe page (H3, H4) |
+| ``/websocket`` | raw websocket (U5, §10) |
+| ``/<server>/<session>/websocket`` | SockJS websocket |
+| ``/<server>/<session>/{xhr,xhr_streaming,eventsource,htmlfile,jsonp}`` | receiving transports |
+| ``/<server>/<session>/{xhr_send,jsonp_send}`` | sending transports |
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import html
 import json
-import logging
 import re
 import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from email.utils import formatdate
+from functools import partial
+from urllib.parse import parse_qs
 
 import trio
 
 from octotrio.sockjs import (
-    HEARTBEAT_FRAME,
-    MAX_CLIENT_FRAME_BYTES,
-    OPEN_FRAME,
+    EVENTSOURCE_PRELUDE,
+    XHR_STREAMING_PRELUDE,
     BrokenFraming,
-    ConnectionClosed,
+    NotAnArray,
     SockJSApp,
-    SockJSConnection,
+    SockJSOptions,
     decode_client_frame,
     encode_close,
-    encode_messages,
+    eventsource_chunk,
+    htmlfile_chunk,
+    htmlfile_prelude,
+    jsonp_body,
+    valid_callback,
+    xhr_chunk,
 )
 
-from ._exchange import HttpExchange
-from ._router import Router
+from ._exchange import ClientGone, HttpExchange
+from ._router import NOT_FOUND_BODY, Router
+from ._sessions import SESSION_CLOSE_TIMEOUT, SessionRegistry, SockJSSession
 from ._websocket import WebSocket, WebSocketClosed
-
-logger = logging.getLogger(__name__)
 
 GREETING = b"Welcome to SockJS!\n"
 """U1: the exact body of ``GET <prefix>`` and ``GET <prefix>/``."""
@@ -45,217 +62,112 @@ NO_CACHE = "no-store, no-cache, no-transform, must-revalidate, max-age=0"
 """H1: the exact Cache-Control of ``/info`` and the HTTP transports."""
 
 CACHE_FOREVER_SECONDS = 31_536_000
-"""H2/I5: one year, for OPTIONS answers (and, later, the iframe page)."""
-
-INCOMING_MESSAGE_BUFFER = 16
-"""Client messages queued for an application that is busy. When full, the session stops
-reading its socket and TCP pushes back on the client; an application must keep calling
-``receive()`` (OctoPrint's clients send a few messages per session: auth, subscribe, throttle)."""
-
-SESSION_CLOSE_TIMEOUT = 2.0
-"""Seconds a closed session gives its application to return and its client to answer the close
-frame before both are dropped."""
+"""H2/I5: one year, for OPTIONS answers and the iframe page."""
 
 CLEANUP_TIMEOUT = 0.5
-"""Seconds the shielded cleanup of a cancelled session may take to say goodbye and close."""
+"""Seconds the shielded cleanup of a cancelled websocket session may take to say goodbye."""
 
 SHUTDOWN_CLOSE = (1001, "Server shutting down")
-APP_RETURNED_CLOSE = (3000, "Go away!")  # the SockJS default close (F3)
-APP_FAILED_CLOSE = (1011, "Internal error")
 BROKEN_FRAMING_CLOSE = (3000, "Broken framing.")  # W4, as sockjs-node
 
+PAYLOAD_EXPECTED = b"Payload expected."  # T2
+BROKEN_JSON = b"Broken JSON encoding."  # T2
+CALLBACK_REQUIRED = b'"callback" parameter required'  # T1
+INVALID_CALLBACK = b'invalid "callback" parameter'  # T1
+TOO_MANY_SESSIONS = b"Too many sessions.\n"
 
-class SessionRegistry:
-    """The live SockJS sessions of a server, so that shutdown can close each of them."""
+JSONP_SEND_BODY_FACTOR = 3
+"""jsonp_send bodies are percent-encoded forms, up to three bytes per byte of the frame."""
 
-    def __init__(self) -> None:
-        self._sessions: set[SockJSConnection] = set()
+TEXT_PLAIN = ("Content-Type", "text/plain; charset=UTF-8")
+JAVASCRIPT = ("Content-Type", "application/javascript; charset=UTF-8")
 
-    def __len__(self) -> int:
-        return len(self._sessions)
+# H4: the reference server's page, loading the client first, then bootstrapping it.
+IFRAME_PAGE = """<!DOCTYPE html>
+<html>
+<head>
+  <meta http-equiv="X-UA-Compatible" content="IE=edge" />
+  <meta http-equiv="Content-Type" content="text/html; charset=UTF-8" />
+  <script src="{sockjs_url}"></script>
+  <script>
+    document.domain = document.domain;
+    SockJS.bootstrap_iframe();
+  </script>
+</head>
+<body>
+  <h2>Don't panic!</h2>
+  <p>This is a SockJS hidden iframe. It's used for cross domain magic.</p>
+</body>
+</html>"""
 
-    @contextlib.contextmanager
-    def register(self, session: SockJSConnection) -> Iterator[None]:
-        """Keep ``session`` in the registry for the duration of the ``with`` block."""
-        self._sessions.add(session)
-        try:
-            yield
-        finally:
-            self._sessions.discard(session)
-
-    async def close_all(self, code: int, reason: str) -> None:
-        """Close every live session concurrently; returns when every close frame went out (or its
-        client was dropped). Each close is bounded by the write timeout."""
-        async with trio.open_nursery() as nursery:
-            for session in list(self._sessions):
-                nursery.start_soon(session.close, code, reason)
+_JSESSIONID = re.compile(r"(?:^|;)\s*JSESSIONID=([^;]*)")
 
 
-class WebSocketSession:
-    """One SockJS session carried by one websocket: framed (``o``, ``a[...]``, ``h``,
-    ``c[...]``) or raw (one text message per application message, no heartbeat, U5/R1).
+@dataclass(frozen=True)
+class _Receiving:
+    """How one receiving transport puts frames on the wire."""
 
-    Implements :class:`~octotrio.sockjs.SockJSConnection`. A websocket session lives exactly as
-    long as its connection, so it needs no lookup by id (S11).
-    """
-
-    def __init__(self, websocket: WebSocket, remote_address: str, *, framed: bool) -> None:
-        self._websocket = websocket
-        self._remote_address = remote_address
-        self._framed = framed
-        self._incoming_send, self._incoming = trio.open_memory_channel[str](INCOMING_MESSAGE_BUFFER)
-        self._closed = trio.Event()
-        self._app_done = trio.Event()
-        self._reader_done = trio.Event()
-
-    @property
-    def remote_address(self) -> str:
-        return self._remote_address
-
-    def _mark_closed(self) -> None:
-        self._closed.set()
-        # Messages already queued are still delivered; then receive() raises ConnectionClosed.
-        self._incoming_send.close()
-
-    async def send(self, messages: Sequence[str]) -> None:
-        if self._closed.is_set():
-            raise ConnectionClosed
-        try:
-            if self._framed:
-                await self._websocket.send_text(encode_messages(messages))
-            else:
-                for message in messages:
-                    await self._websocket.send_text(message)
-        except WebSocketClosed as exc:
-            self._mark_closed()
-            raise ConnectionClosed from exc
-
-    async def receive(self) -> str:
-        try:
-            return await self._incoming.receive()
-        except trio.EndOfChannel:
-            raise ConnectionClosed from None
-
-    async def close(self, code: int, reason: str) -> None:
-        if self._closed.is_set():
-            return
-        self._mark_closed()
-        if self._framed:
-            with contextlib.suppress(WebSocketClosed):
-                await self._websocket.send_text(encode_close(code, reason))  # F3
-        await self._websocket.close(code, reason)  # R2: the raw endpoint gets code and reason too
-
-    async def serve(self, app: SockJSApp, *, heartbeat_interval: float) -> None:
-        """Run ``app`` over this session, with the reader and (framed) the heartbeat beside it.
-
-        Returns once the session is closed and both the application and the closing handshake
-        are over, or :data:`SESSION_CLOSE_TIMEOUT` after the close, cancelling what is left.
-        Cancellation cancels the application; the caller says goodbye to the client.
-        """
-        if self._framed:
-            try:
-                await self._websocket.send_text(OPEN_FRAME)  # F1, S1
-            except WebSocketClosed:
-                return
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._read_messages)
-            if self._framed:
-                nursery.start_soon(self._send_heartbeats, heartbeat_interval)
-            nursery.start_soon(self._run_app, app)
-            await self._closed.wait()
-            with trio.move_on_after(SESSION_CLOSE_TIMEOUT):
-                await self._app_done.wait()
-                await self._reader_done.wait()
-            nursery.cancel_scope.cancel()
-
-    async def _run_app(self, app: SockJSApp) -> None:
-        code, reason = APP_RETURNED_CLOSE
-        try:
-            await app(self)
-        except* ConnectionClosed:
-            pass  # the session ended under the application: nothing to report
-        except* Exception:
-            logger.exception("SockJS application failed (client %s)", self._remote_address)
-            code, reason = APP_FAILED_CLOSE
-        self._app_done.set()
-        await self.close(code, reason)
-
-    async def _read_messages(self) -> None:
-        try:
-            while True:
-                text = await self._websocket.receive_message()
-                if self._closed.is_set():
-                    continue  # closing: read on only to see the client's close frame
-                if not self._framed:
-                    messages = [text]  # R1
-                else:
-                    try:
-                        # F7: an empty message decodes to nothing; [] too.
-                        messages = decode_client_frame(text)
-                    except BrokenFraming:
-                        await self.close(*BROKEN_FRAMING_CLOSE)
-                        continue
-                for message in messages:
-                    try:
-                        await self._incoming_send.send(message)
-                    except trio.ClosedResourceError:
-                        break  # the session closed while the application was not receiving
-        except WebSocketClosed:
-            self._mark_closed()
-        finally:
-            self._reader_done.set()
-
-    async def _send_heartbeats(self, interval: float) -> None:
-        # S9: plain ``h`` frames; sockjs-client resets its timers on any frame.
-        while True:
-            await trio.sleep(interval)
-            if self._closed.is_set():
-                return
-            try:
-                await self._websocket.send_text(HEARTBEAT_FRAME)
-            except WebSocketClosed:
-                return
+    headers: Sequence[tuple[str, str]]
+    encode: Callable[[str], bytes]
+    streaming: bool
+    prelude: bytes = b""
 
 
 class SockJSEndpoint:
-    """The SockJS routes under one prefix, serving one application.
+    """The SockJS routes under one prefix, serving one application with one set of options."""
 
-    ``heartbeat_interval`` is the seconds between ``h`` frames (S9, 25 in OctoPrint);
-    ``max_message_bytes`` bounds one incoming websocket message (larger ones close with 1009).
-    """
-
-    def __init__(
-        self,
-        app: SockJSApp,
-        sessions: SessionRegistry,
-        *,
-        heartbeat_interval: float,
-        max_message_bytes: int = MAX_CLIENT_FRAME_BYTES,
-    ) -> None:
+    def __init__(self, app: SockJSApp, sessions: SessionRegistry, options: SockJSOptions) -> None:
         self._app = app
         self._sessions = sessions
-        self._heartbeat_interval = heartbeat_interval
-        self._max_message_bytes = max_message_bytes
+        self._options = options
+        self._prefix = ""
+        iframe = IFRAME_PAGE.format(sockjs_url=html.escape(options.sockjs_url)).encode("utf-8")
+        self._iframe_page = iframe
+        self._iframe_etag = f'"{hashlib.md5(iframe, usedforsecurity=False).hexdigest()}"'
 
     def add_routes(self, router: Router, prefix: str) -> None:
         """Route ``prefix`` (``/sockjs``: starts with ``/``, does not end with one) to SockJS."""
         if not prefix.startswith("/") or prefix.endswith("/"):
             raise ValueError(f"SockJS prefix must start and not end with '/': {prefix!r}")
+        self._prefix = prefix
         base = re.escape(prefix)
+        options = self._options
         router.add(f"{base}/?", {"GET": self._greet})  # U1
-        router.add(f"{base}/info", {"GET": self._info, "OPTIONS": self._info_options})  # U3
-        router.add(f"{base}/websocket", {"GET": self._serve_raw_websocket})  # U5
-        # U4/U6: <server> and <session> are non-empty and hold neither '/' nor '.'; U7/U8: the
-        # server does not need either of them on a websocket (S11).
-        router.add(f"{base}/[^/.]+/[^/.]+/websocket", {"GET": self._serve_framed_websocket})
+        info_preflight = partial(self._preflight, methods="OPTIONS, GET", cookie=False)
+        router.add(f"{base}/info", {"GET": self._info, "OPTIONS": info_preflight})  # U3
+        router.add(f"{base}/iframe(?:-[0-9a-z._-]*)?\\.html", {"GET": self._iframe})  # U2
+        # U4/U6: <server> and <session> are non-empty and hold neither '/' nor '.'; U7: the
+        # session is found by <session> alone.
+        session = f"{base}/[^/.]+/(?P<session>[^/.]+)"
+        xhr_preflight = partial(self._preflight, methods="OPTIONS, POST", cookie=True)
+        if options.websocket:
+            router.add(f"{base}/websocket", {"GET": partial(self._serve_websocket, framed=False)})  # U5
+            router.add(f"{session}/websocket", {"GET": partial(self._serve_websocket, framed=True)})
+        router.add(f"{session}/xhr", {"POST": self._xhr, "OPTIONS": xhr_preflight})
+        router.add(f"{session}/xhr_streaming", {"POST": self._xhr_streaming, "OPTIONS": xhr_preflight})
+        router.add(f"{session}/eventsource", {"GET": self._eventsource})
+        router.add(f"{session}/htmlfile", {"GET": self._htmlfile})
+        router.add(f"{session}/jsonp", {"GET": self._jsonp})
+        router.add(
+            f"{session}/xhr_send",
+            {"POST": self._xhr_send, "OPTIONS": xhr_preflight},
+            max_body_bytes=options.max_message_bytes,
+        )
+        router.add(
+            f"{session}/jsonp_send",
+            {"POST": self._jsonp_send},
+            max_body_bytes=options.max_message_bytes * JSONP_SEND_BODY_FACTOR,
+        )
+
+    # Helper pages.
 
     async def _greet(self, exchange: HttpExchange) -> None:
-        await exchange.respond(200, [("Content-Type", "text/plain; charset=UTF-8")], GREETING)
+        await exchange.respond(200, [TEXT_PLAIN], GREETING)
 
     async def _info(self, exchange: HttpExchange) -> None:
         body = {
-            "websocket": True,
-            "cookie_needed": False,
+            "websocket": self._options.websocket,
+            "cookie_needed": self._options.cookie_needed,
             "origins": ["*:*"],
             "entropy": secrets.randbelow(2**32),  # I2: from a good RNG, new on every call
         }
@@ -266,40 +178,314 @@ class SockJSEndpoint:
         ]
         await exchange.respond(200, headers, json.dumps(body, separators=(",", ":")).encode("ascii"))
 
-    async def _info_options(self, exchange: HttpExchange) -> None:
-        # I5: 204, cache forever (H2), the methods /info answers, CORS with the preflight echo (C3).
+    async def _preflight(self, exchange: HttpExchange, *, methods: str, cookie: bool) -> None:
+        # I5/C3: 204, cache forever (H2), the methods of the URL, CORS with the preflight echo.
         headers = [
-            ("Cache-Control", f"public, max-age={CACHE_FOREVER_SECONDS}"),
-            ("Expires", formatdate(time.time() + CACHE_FOREVER_SECONDS, usegmt=True)),
+            *_cache_forever(),
             ("Access-Control-Max-Age", str(CACHE_FOREVER_SECONDS)),
-            ("Access-Control-Allow-Methods", "OPTIONS, GET"),
+            ("Access-Control-Allow-Methods", methods),
             *_cors_headers(exchange),
         ]
         requested_headers = exchange.request.header("access-control-request-headers")
         if requested_headers:
             headers.append(("Access-Control-Allow-Headers", requested_headers))
+        if cookie:
+            headers.extend(self._cookie(exchange))  # I1: never on /info
         await exchange.respond(204, headers)
 
-    async def _serve_framed_websocket(self, exchange: HttpExchange) -> None:
-        await self._serve_websocket(exchange, framed=True)
+    async def _iframe(self, exchange: HttpExchange) -> None:
+        # H2, H3: cache forever, a stable ETag, no Last-Modified; 304 without body or type.
+        headers = [*_cache_forever(), ("ETag", self._iframe_etag)]
+        if self._iframe_etag in _entity_tags(exchange.request.header("if-none-match")):
+            await exchange.respond(304, headers)
+            return
+        await exchange.respond(
+            200, [("Content-Type", "text/html; charset=UTF-8"), *headers], self._iframe_page
+        )
 
-    async def _serve_raw_websocket(self, exchange: HttpExchange) -> None:
-        await self._serve_websocket(exchange, framed=False)
+    # Receiving transports.
+
+    async def _xhr(self, exchange: HttpExchange) -> None:
+        headers = [JAVASCRIPT, *self._session_headers(exchange, cors=True)]
+        await self._serve_receiver(exchange, _Receiving(headers, xhr_chunk, streaming=False))
+
+    async def _xhr_streaming(self, exchange: HttpExchange) -> None:
+        headers = [JAVASCRIPT, *self._session_headers(exchange, cors=True)]
+        await self._serve_receiver(
+            exchange, _Receiving(headers, xhr_chunk, streaming=True, prelude=XHR_STREAMING_PRELUDE)
+        )
+
+    async def _eventsource(self, exchange: HttpExchange) -> None:
+        # §8: exactly text/event-stream, without a charset.
+        headers = [("Content-Type", "text/event-stream"), *self._session_headers(exchange)]
+        await self._serve_receiver(
+            exchange, _Receiving(headers, eventsource_chunk, streaming=True, prelude=EVENTSOURCE_PRELUDE)
+        )
+
+    async def _htmlfile(self, exchange: HttpExchange) -> None:
+        callback = await self._callback(exchange)
+        if callback is None:
+            return
+        headers = [("Content-Type", "text/html; charset=UTF-8"), *self._session_headers(exchange)]
+        await self._serve_receiver(
+            exchange, _Receiving(headers, htmlfile_chunk, streaming=True, prelude=htmlfile_prelude(callback))
+        )
+
+    async def _jsonp(self, exchange: HttpExchange) -> None:
+        callback = await self._callback(exchange)
+        if callback is None:
+            return
+        headers = [JAVASCRIPT, ("X-Content-Type-Options", "nosniff"), *self._session_headers(exchange)]
+        await self._serve_receiver(
+            exchange, _Receiving(headers, partial(jsonp_body, callback), streaming=False)
+        )
+
+    async def _serve_receiver(self, exchange: HttpExchange, transport: _Receiving) -> None:
+        """Find or create the session (S1) and serve it to this request until the response is
+        over: one frame for polling (S8), frames up to the response limit for streaming (S7).
+
+        A client that closes its connection meanwhile interrupts the session (S6). Cancellation
+        (server shutdown without ``shutdown()``) also counts as an interruption.
+        """
+        session_id = exchange.path_params["session"]
+        session = self._sessions.find(self._prefix, session_id)
+        if session is None:
+            session = self._sessions.open(
+                self._prefix,
+                session_id,
+                self._app,
+                self._options,
+                remote_address=exchange.remote_address,
+                write_timeout=exchange.write_timeout,
+            )
+            if session is None:
+                await exchange.respond(503, [TEXT_PLAIN], TOO_MANY_SESSIONS)
+                return
+        receiver = object()
+        refusal = session.core.attach(receiver, trio.current_time())
+        if refusal is not None:
+            # S3/S5: answered at once (S10), and the attached receiver, if any, is untouched.
+            await self._respond_frames(exchange, transport, [refusal.text])
+            return
+        finished = False
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_cancel_when_client_gone, exchange, nursery.cancel_scope)
+                await self._write_frames(exchange, session, receiver, transport)
+                finished = True
+                nursery.cancel_scope.cancel()
+        except* ClientGone:
+            pass  # a write failed: the same interruption as the client closing
+        finally:
+            session.detach(receiver, interrupted=not finished)
+        if not finished:
+            raise ClientGone
+
+    async def _write_frames(
+        self, exchange: HttpExchange, session: SockJSSession, receiver: object, transport: _Receiving
+    ) -> None:
+        if not transport.streaming:
+            frame = await session.next_frame(receiver)
+            if frame is not None:
+                await exchange.respond(200, transport.headers, transport.encode(frame.text))
+            return
+        await exchange.start_response(200, transport.headers)
+        await exchange.send_chunk(transport.prelude)  # P2: a chunk of its own
+        sent = 0  # S7: frames and their framing, not the prelude
+        while sent < self._options.response_limit:
+            frame = await session.next_frame(receiver)
+            if frame is None:
+                break
+            data = transport.encode(frame.text)
+            await exchange.send_chunk(data)
+            sent += len(data)
+            if frame.close is not None:
+                break
+        await exchange.end_response()
+
+    async def _respond_frames(self, exchange: HttpExchange, transport: _Receiving, frames: list[str]) -> None:
+        if not transport.streaming:
+            await exchange.respond(200, transport.headers, b"".join(map(transport.encode, frames)))
+            return
+        await exchange.start_response(200, transport.headers)
+        await exchange.send_chunk(transport.prelude)
+        for frame in frames:
+            await exchange.send_chunk(transport.encode(frame))
+        await exchange.end_response()
+
+    async def _callback(self, exchange: HttpExchange) -> str | None:
+        """T1: the ``c`` (or ``callback``) parameter, or None after answering 500."""
+        query = parse_qs(exchange.request.query, keep_blank_values=True)
+        values = query.get("c") or query.get("callback")
+        if not values:
+            await exchange.respond(500, [TEXT_PLAIN], CALLBACK_REQUIRED)
+            return None
+        if not valid_callback(values[0]):
+            await exchange.respond(500, [TEXT_PLAIN], INVALID_CALLBACK)
+            return None
+        return values[0]
+
+    # Sending transports.
+
+    async def _xhr_send(self, exchange: HttpExchange) -> None:
+        # §8: 204 with a Content-Type all the same (a Firefox quirk).
+        headers = [TEXT_PLAIN, *self._session_headers(exchange, cors=True)]
+        if await self._deliver(exchange, exchange.request.body):
+            await exchange.respond(204, headers)
+
+    async def _jsonp_send(self, exchange: HttpExchange) -> None:
+        body = exchange.request.body
+        content_type = (exchange.request.header("content-type") or "").partition(";")[0].strip().lower()
+        if content_type == "application/x-www-form-urlencoded":
+            form = parse_qs(body.decode("latin-1"), keep_blank_values=True, errors="replace")
+            body = (form.get("d") or [""])[0].encode("utf-8")
+        if await self._deliver(exchange, body):
+            await exchange.respond(200, [TEXT_PLAIN, *self._session_headers(exchange)], b"ok")
+
+    async def _deliver(self, exchange: HttpExchange, body: bytes) -> bool:
+        """Decode ``body`` (T2, T3: whatever its content type) and hand its messages to the
+        session; True when the caller should answer success, False when answered here."""
+        if not body:
+            await exchange.respond(500, [TEXT_PLAIN], PAYLOAD_EXPECTED)
+            return False
+        try:
+            messages = decode_client_frame(body.decode("utf-8"), max_bytes=self._options.max_message_bytes)
+        except NotAnArray:
+            await exchange.respond(500, [TEXT_PLAIN], PAYLOAD_EXPECTED)  # as sockjs-node
+            return False
+        except (UnicodeDecodeError, BrokenFraming):
+            await exchange.respond(500, [TEXT_PLAIN], BROKEN_JSON)
+            return False
+        session = self._sessions.find(self._prefix, exchange.path_params["session"])
+        if session is None:
+            await exchange.respond(404, [TEXT_PLAIN], NOT_FOUND_BODY)  # S2
+            return False
+        await session.deliver(messages)
+        return True
+
+    def _session_headers(self, exchange: HttpExchange, *, cors: bool = False) -> list[tuple[str, str]]:
+        headers = [("Cache-Control", NO_CACHE), *self._cookie(exchange)]  # H1
+        if cors:
+            headers.extend(_cors_headers(exchange))  # C1: the xhr transports
+        return headers
+
+    def _cookie(self, exchange: HttpExchange) -> list[tuple[str, str]]:
+        """The JSESSIONID cookie for sticky load balancing, when the endpoint needs it: the
+        client's own value, else ``dummy`` (as sockjs-node)."""
+        if not self._options.cookie_needed:
+            return []
+        match = _JSESSIONID.search(exchange.request.header("cookie") or "")
+        value = match.group(1).strip() if match else "dummy"
+        return [("Set-Cookie", f"JSESSIONID={value or 'dummy'}; path=/")]
+
+    # Websocket transports.
 
     async def _serve_websocket(self, exchange: HttpExchange, *, framed: bool) -> None:
-        websocket = await exchange.accept_websocket(max_message_bytes=self._max_message_bytes)
+        """One websocket session: framed (``o``, ``a[...]``, ``h``, ``c[...]``) or raw (one
+        text message per application message, no heartbeat, U5/R1). It lives exactly as long as
+        its connection, so it needs no lookup by id (S11).
+
+        Returns once the session is closed and both the application and the closing handshake
+        are over, or ``SESSION_CLOSE_TIMEOUT`` after the close. On cancellation the client still
+        gets a close 1001 (shielded, bounded by :data:`CLEANUP_TIMEOUT`).
+        """
+        websocket = await exchange.accept_websocket(max_message_bytes=self._options.max_message_bytes)
         if websocket is None:
             return  # refused with 400/426 (W1)
-        session = WebSocketSession(websocket, exchange.remote_address, framed=framed)
+        session = SockJSSession(
+            exchange.remote_address, self._options, write_timeout=exchange.write_timeout, framed=framed
+        )
+        session.core.attach(websocket, trio.current_time())
+        reader_done = trio.Event()
         try:
             with self._sessions.register(session):
-                await session.serve(self._app, heartbeat_interval=self._heartbeat_interval)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._read_websocket, websocket, session, framed, reader_done)
+                    nursery.start_soon(session.run_app, self._app)
+                    await _write_websocket(websocket, session, framed)
+                    with trio.move_on_after(SESSION_CLOSE_TIMEOUT):
+                        await session.app_done.wait()
+                        await reader_done.wait()
+                    nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True, deadline=trio.current_time() + CLEANUP_TIMEOUT):
                 # A no-op after a normal end; after a cancellation (the server is going away
                 # without shutdown()) or a failure here, the client still gets a close frame.
-                await session.close(*SHUTDOWN_CLOSE)
+                await _say_goodbye(websocket, framed, *SHUTDOWN_CLOSE)
                 await websocket.aclose()
+
+    async def _read_websocket(
+        self, websocket: WebSocket, session: SockJSSession, framed: bool, done: trio.Event
+    ) -> None:
+        try:
+            while True:
+                text = await websocket.receive_message()
+                if not session.core.is_open:
+                    continue  # closing: read on only to see the client's close frame
+                if not framed:
+                    messages = [text]  # R1
+                else:
+                    try:
+                        # F7: an empty message decodes to nothing; [] too.
+                        messages = decode_client_frame(text, max_bytes=self._options.max_message_bytes)
+                    except BrokenFraming:
+                        await session.close(*BROKEN_FRAMING_CLOSE)  # W4: this session only
+                        continue
+                await session.deliver(messages)
+        except WebSocketClosed:
+            session.detach(websocket, interrupted=True)
+        finally:
+            done.set()
+
+
+async def _write_websocket(websocket: WebSocket, session: SockJSSession, framed: bool) -> None:
+    """Write the session's frames until its close frame went out or the websocket is over."""
+    try:
+        while (frame := await session.next_frame(websocket)) is not None:
+            if frame.close is not None:
+                await _say_goodbye(websocket, framed, *frame.close)  # F3; R2 for the raw one
+                return
+            if framed:
+                await websocket.send_text(frame.text)
+            else:
+                for message in frame.messages:  # R1: one text message per value
+                    await websocket.send_text(message)
+    except WebSocketClosed:
+        pass
+    finally:
+        # After the close frame this changes nothing; after a failed write the session is over.
+        session.detach(websocket, interrupted=True)
+
+
+async def _say_goodbye(websocket: WebSocket, framed: bool, code: int, reason: str) -> None:
+    """Send the SockJS close frame (framed) and a websocket close with ``code`` and ``reason``
+    (R2), unless the websocket is closing already."""
+    if not websocket.is_open:
+        return
+    if framed:
+        with contextlib.suppress(WebSocketClosed):
+            await websocket.send_text(encode_close(code, reason))
+    await websocket.close(code, reason)
+
+
+async def _cancel_when_client_gone(exchange: HttpExchange, scope: trio.CancelScope) -> None:
+    await exchange.wait_until_client_gone()
+    scope.cancel()
+
+
+def _cache_forever() -> list[tuple[str, str]]:
+    # H2
+    return [
+        ("Cache-Control", f"public, max-age={CACHE_FOREVER_SECONDS}"),
+        ("Expires", formatdate(time.time() + CACHE_FOREVER_SECONDS, usegmt=True)),
+    ]
+
+
+def _entity_tags(if_none_match: str | None) -> set[str]:
+    """The entity tags of an ``If-None-Match`` header, weak ones compared weakly (RFC 9110)."""
+    if not if_none_match:
+        return set()
+    return {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
 
 
 def _cors_headers(exchange: HttpExchange) -> list[tuple[str, str]]:

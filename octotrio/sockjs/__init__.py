@@ -1,15 +1,41 @@
-"""SockJS: sans-IO framing and sessions, and the contract with the application above it."""
+"""SockJS: sans-IO framing, transport encodings and sessions, and the contract with the
+application above it."""
 
 from ._connection import ConnectionClosed as ConnectionClosed
 from ._connection import SockJSApp as SockJSApp
 from ._connection import SockJSConnection as SockJSConnection
+from ._encodings import EVENTSOURCE_PRELUDE as EVENTSOURCE_PRELUDE
+from ._encodings import XHR_STREAMING_PRELUDE as XHR_STREAMING_PRELUDE
+from ._encodings import eventsource_chunk as eventsource_chunk
+from ._encodings import htmlfile_chunk as htmlfile_chunk
+from ._encodings import htmlfile_prelude as htmlfile_prelude
+from ._encodings import javascript_string as javascript_string
+from ._encodings import jsonp_body as jsonp_body
+from ._encodings import valid_callback as valid_callback
+from ._encodings import xhr_chunk as xhr_chunk
 from ._frames import HEARTBEAT_FRAME as HEARTBEAT_FRAME
 from ._frames import MAX_CLIENT_FRAME_BYTES as MAX_CLIENT_FRAME_BYTES
 from ._frames import MAX_CLIENT_FRAME_DEPTH as MAX_CLIENT_FRAME_DEPTH
 from ._frames import OPEN_FRAME as OPEN_FRAME
 from ._frames import BrokenFraming as BrokenFraming
+from ._frames import NotAnArray as NotAnArray
 from ._frames import decode_client_frame as decode_client_frame
 from ._frames import encode_close as encode_close
 from ._frames import encode_messages as encode_messages
 from ._frames import encode_string as encode_string
 from ._frames import escape_json as escape_json
+from ._options import DEFAULT_SOCKJS_URL as DEFAULT_SOCKJS_URL
+from ._options import RESPONSE_LIMIT as RESPONSE_LIMIT
+from ._options import SockJSOptions as SockJSOptions
+from ._session import ANOTHER_CONNECTION_CLOSE as ANOTHER_CONNECTION_CLOSE
+from ._session import DISCONNECT_DELAY as DISCONNECT_DELAY
+from ._session import HEARTBEAT_INTERVAL as HEARTBEAT_INTERVAL
+from ._session import INTERRUPTED_CLOSE as INTERRUPTED_CLOSE
+from ._session import MAX_QUEUED_BYTES as MAX_QUEUED_BYTES
+from ._session import QUEUE_OVERFLOW_CLOSE as QUEUE_OVERFLOW_CLOSE
+from ._session import Frame as Frame
+from ._session import Session as Session
+from ._session import SessionState as SessionState
+from ._session import close_frame as close_frame
+from ._test_services import ECHO_RESPONSE_LIMIT as ECHO_RESPONSE_LIMIT
+from ._test_services import sockjs_test_services as sockjs_test_services

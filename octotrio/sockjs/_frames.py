@@ -43,8 +43,14 @@ also keeps that recursion far from the interpreter's limit.
 class BrokenFraming(ValueError):
     """A client frame is not a JSON array, is not valid JSON, or exceeds a bound.
 
-    The websocket transport answers it with ``c[3000,"Broken framing."]`` (W4).
+    The websocket transport answers it with ``c[3000,"Broken framing."]`` (W4), xhr_send and
+    jsonp_send with 500 ``Broken JSON encoding.`` (T2).
     """
+
+
+class NotAnArray(BrokenFraming):
+    """Valid JSON that is not an array; xhr_send and jsonp_send answer ``Payload expected.``
+    (T2, as sockjs-node)."""
 
 
 # J1/J2: every non-ASCII code point, including lone surrogates, is written as a \u escape.
@@ -152,7 +158,7 @@ def decode_client_frame(
     except ValueError as exc:  # json.JSONDecodeError, or BrokenFraming from _reject_constant
         raise BrokenFraming(str(exc)) from exc
     if not isinstance(value, list):
-        raise BrokenFraming("frame is not a JSON array")
+        raise NotAnArray("frame is not a JSON array")
     return [
         element
         if isinstance(element, str)
