@@ -15,14 +15,39 @@ from octotrio.printer import (
     Disconnected,
     FirmwareInfo,
     FirmwareMessage,
+    GcodeSent,
+    JobCancelled,
+    JobCancelling,
+    JobFailed,
+    JobFile,
+    JobFinished,
+    JobPaused,
+    JobProgress,
+    JobResumed,
+    JobStarted,
     LinkError,
+    Position,
     PrinterEvent,
     Reading,
+    ResendStatsChanged,
     StateChanged,
     TemperatureReport,
     TerminalLine,
+    ZChanged,
 )
-from octotrio.state import Aggregator, Journal, PrinterModel, StateHub, state_flags
+from octotrio.state import (
+    Aggregator,
+    AggregatorInput,
+    FileDeselected,
+    FileRemoved,
+    FileSelected,
+    FileUploaded,
+    Journal,
+    OffsetsChanged,
+    PrinterModel,
+    StateHub,
+    state_flags,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "octoprint-1.11.8"
 
@@ -181,3 +206,276 @@ def test_journal_reports_what_a_slow_reader_missed() -> None:
     assert read.items == ["2", "3", "4"]
     assert read.missed == 2
     assert journal.read_since(read.next_seq).items == []
+
+
+FILE = JobFile(name="research_short.gcode", path="research_short.gcode", origin="local", size=11468, date=17)
+PAUSE_POSITION = Position(x=70.0, y=52.0, z=2.6, e=98.4, t=0, f=300.0)
+
+
+def fold_all(recorder: Recorder, events: list[AggregatorInput]) -> list[dict[str, Any]]:
+    for event in events:
+        recorder.aggregator.fold(event)
+    return recorder.events()
+
+
+def printing(recorder: Recorder) -> list[dict[str, Any]]:
+    """Select FILE as ``_api`` and start it; the events fired."""
+    fold_all(recorder, [StateChanged(CommState.OPERATIONAL)])
+    return fold_all(
+        recorder,
+        [
+            FileSelected(
+                FILE, "_api", {"estimatedPrintTime": 1630.9, "filament": {"tool0": {"length": 320.0}}}
+            ),
+            StateChanged(CommState.STARTING),
+            JobStarted(FILE),
+            StateChanged(CommState.PRINTING),
+        ],
+    )
+
+
+def names(events: list[dict[str, Any]]) -> list[str]:
+    """Event types, with the state of PrinterStateChanged and the type of ChartMarked."""
+    return [
+        f"{e['type']} {e['payload']['state_id']}"
+        if e["type"] == "PrinterStateChanged"
+        else f"ChartMarked {e['payload']['type']}"
+        if e["type"] == "ChartMarked"
+        else e["type"]
+        for e in events
+    ]
+
+
+def test_select_and_print_fire_octoprint_events_in_order_with_its_payloads() -> None:
+    recorder = Recorder()
+    events = printing(recorder)
+    assert names(events) == [
+        "FileSelected",
+        "PrinterStateChanged STARTING",
+        "PrintStarted",
+        "ChartMarked print",
+        "PrinterStateChanged PRINTING",
+    ]
+    # Deviation on purpose: FileSelected carries the size (OctoPrint sends null, Q11).
+    assert events[0]["payload"] == {**sample_payload("event-FileSelected.json")["payload"], "size": 11468}
+    assert events[2]["payload"] == sample_payload("event-PrintStarted.json")["payload"]
+    assert events[3]["payload"] == sample_payload("event-ChartMarked.json")["payload"]
+    model = recorder.hub.model
+    assert model.busy_files() == [{"origin": "local", "path": "research_short.gcode"}]
+    assert model.job["file"]["display"] == "research_short.gcode"
+    assert model.job["estimatedPrintTime"] == 1630.9
+    assert model.job["user"] == "_api"
+    assert list(model.job) == list(sample_payload("current-printing.json")["job"])
+
+
+def test_progress_estimates_the_time_left_linearly() -> None:
+    recorder = Recorder()
+    printing(recorder)
+    model = recorder.hub.model
+    assert model.progress["completion"] is None  # null after start (§8.3)
+    recorder.aggregator.fold(JobProgress(filepos=0, print_time=3.0))
+    assert model.progress["printTimeLeft"] is None
+    assert model.progress["printTimeLeftOrigin"] is None
+    recorder.aggregator.fold(JobProgress(filepos=2867, print_time=30.0))  # a quarter of the file
+    assert model.progress == {
+        "completion": 25.0,
+        "filepos": 2867,
+        "printTime": 30,
+        "printTimeLeft": 90,
+        "printTimeLeftOrigin": "linear",
+    }
+
+
+def test_pause_resume_and_z_changes() -> None:
+    recorder = Recorder()
+    printing(recorder)
+    events = fold_all(
+        recorder,
+        [
+            GcodeSent("G28"),
+            ZChanged(0.2, None),
+            ZChanged(0.4, 0.2),
+            StateChanged(CommState.PAUSING),
+            JobPaused(PAUSE_POSITION, filepos=3544),
+            StateChanged(CommState.PAUSED),
+        ],
+    )
+    assert names(events) == [
+        "Home",
+        "ZChange",
+        "ZChange",
+        "PrinterStateChanged PAUSING",
+        "PrintPaused",
+        "ChartMarked pause",
+        "PositionUpdate",
+        "PrinterStateChanged PAUSED",
+    ]
+    assert events[1]["payload"] == sample_payload("event-ZChange.json")["payload"]
+    assert events[4]["payload"] == sample_payload("event-PrintPaused.json")["payload"]
+    assert events[6]["payload"] == sample_payload("event-PositionUpdate.json")["payload"]
+    assert recorder.hub.model.current_z == 0.4
+    assert recorder.hub.model.busy_files() != []  # a paused job's file is still busy
+
+    events = fold_all(
+        recorder, [StateChanged(CommState.RESUMING), JobResumed(), StateChanged(CommState.PRINTING)]
+    )
+    assert names(events) == [
+        "PrinterStateChanged RESUMING",
+        "PrintResumed",
+        "ChartMarked resume",
+        "PrinterStateChanged PRINTING",
+    ]
+    assert events[1]["payload"] == sample_payload("event-PrintResumed.json")["payload"]
+
+
+def test_cancel_fires_cancelled_then_failed_and_clears_progress() -> None:
+    recorder = Recorder()
+    printing(recorder)
+    recorder.aggregator.fold(JobProgress(filepos=5000, print_time=40.0))
+    recorder.aggregator.fold(ZChanged(1.0, None))
+    recorder.events()
+    events = fold_all(
+        recorder,
+        [
+            JobCancelling(),
+            StateChanged(CommState.CANCELLING),
+            JobCancelled(Position(), filepos=9949, print_time=91.06804582500001),
+            StateChanged(CommState.OPERATIONAL),
+        ],
+    )
+    assert names(events) == [
+        "PrintCancelling",
+        "PrinterStateChanged CANCELLING",
+        "PrintCancelled",
+        "ChartMarked cancel",
+        "MetadataStatisticsUpdated",
+        "PrintFailed",
+        "PrinterStateChanged OPERATIONAL",
+    ]
+    assert events[0]["payload"] == sample_payload("event-PrintCancelling.json")["payload"]
+    # Never the racy ``reason`` of Q2 on PrintCancelled; always on PrintFailed.
+    assert events[2]["payload"] == sample_payload("event-PrintCancelled.json")["payload"]
+    assert events[4]["payload"] == sample_payload("event-MetadataStatisticsUpdated.json")["payload"]
+    assert events[5]["payload"] == sample_payload("event-PrintFailed.json")["payload"]
+    model = recorder.hub.model
+    assert set(model.progress.values()) == {None}
+    assert model.current_z is None
+    assert model.busy_files() == []
+    assert model.job["file"]["path"] == "research_short.gcode"  # still selected
+
+
+def test_finish_records_the_print_time_and_reports_100_percent() -> None:
+    recorder = Recorder()
+    printing(recorder)
+    events = fold_all(
+        recorder,
+        [
+            StateChanged(CommState.FINISHING),
+            JobFinished(print_time=12.5),
+            StateChanged(CommState.OPERATIONAL),
+        ],
+    )
+    assert names(events) == [
+        "PrinterStateChanged FINISHING",
+        "ChartMarked done",
+        "PrintDone",
+        "MetadataStatisticsUpdated",
+        "PrinterStateChanged OPERATIONAL",
+    ]
+    assert events[2]["payload"] == {
+        "name": "research_short.gcode",
+        "path": "research_short.gcode",
+        "origin": "local",
+        "size": 11468,
+        "owner": "_api",
+        "user": "_api",  # deviation on purpose: OctoPrint leaves it out (Q11)
+        "time": 12.5,
+    }
+    model = recorder.hub.model
+    assert model.progress["completion"] == 100.0
+    assert model.progress["printTimeLeft"] == 0
+    assert model.progress["printTimeLeftOrigin"] is None
+    assert model.job["lastPrintTime"] == 12.5
+    assert model.job["averagePrintTime"] == 12.5
+
+
+def test_fatal_error_mid_print_fails_the_job_and_deselects_on_disconnect() -> None:
+    recorder = Recorder()
+    printing(recorder)
+    events = fold_all(
+        recorder,
+        [
+            StateChanged(CommState.ERROR, "Printer halted. kill() called!"),
+            LinkError("Printer halted. kill() called!", "firmware", "emergency"),
+            JobFailed("Printer halted. kill() called!", filepos=5734, print_time=20.0),
+            GcodeSent("M112"),
+            Disconnected(),
+            StateChanged(CommState.CLOSED_WITH_ERROR, "Printer halted. kill() called!"),
+        ],
+    )
+    assert names(events) == [
+        "PrinterStateChanged ERROR",
+        "Error",
+        "PrintFailed",
+        "EStop",
+        "UpdatedFiles",
+        "FileDeselected",
+        "Disconnected",
+        "PrinterStateChanged CLOSED_WITH_ERROR",
+    ]
+    assert events[2]["payload"]["reason"] == "error"
+    assert events[2]["payload"]["error"] == "Printer halted. kill() called!"
+    assert events[2]["payload"]["progress"] == 50  # whole percent, like the other job events
+    model = recorder.hub.model
+    assert model.job == sample_payload("current-offline-after-disconnect.json")["job"]
+    assert model.busy_files() == []
+
+
+def test_never_selected_and_deselected_job_shapes_differ_as_in_octoprint() -> None:
+    recorder = Recorder()
+    assert recorder.hub.model.job == sample_payload("history-fresh-offline.json")["job"]
+    events = fold_all(recorder, [FileDeselected()])
+    assert events == []  # nothing was selected
+    fold_all(recorder, [FileSelected(FILE, "_api"), FileDeselected()])
+    assert recorder.hub.model.job == sample_payload("current-offline-after-disconnect.json")["job"]
+
+
+def test_upload_fires_file_events_in_octoprint_order() -> None:
+    recorder = Recorder()
+    analysis = sample_payload("event-MetadataAnalysisFinished.json")["payload"]["result"]
+    events = fold_all(
+        recorder,
+        [FileUploaded("research_short.gcode", "research_short.gcode", analysis, False, False, False, False)],
+    )
+    assert [e["type"] for e in events] == [
+        "FileAdded",
+        "UpdatedFiles",
+        "MetadataAnalysisStarted",
+        "Upload",
+        "MetadataAnalysisFinished",
+    ]
+    for event in events:
+        assert event["payload"] == sample_payload(f"event-{event['type']}.json")["payload"]
+    events = fold_all(recorder, [FileRemoved("a/b.gcode", "b.gcode")])
+    assert [e["type"] for e in events] == ["FileRemoved", "UpdatedFiles"]
+    assert events[0]["payload"] == {
+        "storage": "local",
+        "path": "a/b.gcode",
+        "name": "b.gcode",
+        "type": ["machinecode", "gcode"],
+        "operation": "remove",
+    }
+
+
+def test_resend_stats_and_offsets_show_in_the_snapshot() -> None:
+    recorder = Recorder()
+    fold_all(recorder, [ResendStatsChanged(count=4, transmitted=164), OffsetsChanged({"tool0": 5.0})])
+    head = recorder.hub.model.snapshot_head()
+    assert head["resends"] == sample_payload("current-paused.json")["resends"]
+    assert head["offsets"] == {"tool0": 5.0}
+
+
+def test_every_g_code_event_has_a_null_payload() -> None:
+    recorder = Recorder()
+    events = fold_all(recorder, [GcodeSent("G4"), GcodeSent("M600"), GcodeSent("G1")])
+    assert events == [{"type": "Dwelling", "payload": None}, {"type": "FilamentChange", "payload": None}]

@@ -3,6 +3,7 @@
 from ._analysis import GcodeAnalyzer as GcodeAnalyzer
 from ._paths import GCODE_EXTENSIONS as GCODE_EXTENSIONS
 from ._paths import InvalidPath as InvalidPath
+from ._paths import is_gcode_name as is_gcode_name
 from ._paths import join_path as join_path
 from ._paths import normalize_folder as normalize_folder
 from ._paths import validate_file_path as validate_file_path
