@@ -20,10 +20,11 @@ from functools import partial
 import trio
 
 from octotrio import __version__
-from octotrio.http import HttpServer, Router, serve_http
+from octotrio.auth import AccessConfig, AccessControl
+from octotrio.http import HttpServer, serve_http
 from octotrio.printer import PrinterEvent, PrinterLink, run_printer_link
-from octotrio.push import ServerInfo, serve_push_session
-from octotrio.rest import GlobalApiKey, add_rest_routes
+from octotrio.push import OriginCheckingRouter, ServerInfo, serve_push_session
+from octotrio.rest import AccessAuthenticator, LoginEndpoints, add_rest_routes
 from octotrio.state import PrinterModel, StateHub, run_aggregator
 from octotrio.virtual import FirmwareOptions, run_virtual_printer
 from octotrio.web import add_routes as add_status_page_routes
@@ -49,6 +50,8 @@ class ServerConfig:
     virtual_printer_link: str | None = None
     api_key: str = field(default_factory=lambda: secrets.token_hex(16))
     """The global API key for REST calls; a random one unless given (``--api-key``)."""
+    access: AccessConfig = field(default_factory=AccessConfig)
+    """Users, groups, API keys and access settings (``--config``); none by default."""
 
 
 @dataclass
@@ -61,6 +64,7 @@ class RunningServer:
     hub: StateHub
     _shutdown_requested: trio.Event
     _virtual_printer_scope: trio.CancelScope | None
+    access: AccessControl
 
     @property
     def url(self) -> str:
@@ -114,15 +118,18 @@ async def run(
             run_printer_link, printer_port, config.baudrate, printer_events_send
         )
 
-        router = Router()
-        add_rest_routes(router, GlobalApiKey(config.api_key))
+        access = AccessControl(config.access, global_api_key=config.api_key)
+        authenticator = AccessAuthenticator(access)
+        router = OriginCheckingRouter(allow_cross_origin=config.access.allow_cross_origin)
+        add_rest_routes(router, authenticator)
+        LoginEndpoints(authenticator, hub).add_routes(router)
         add_status_page_routes(router)
-        app = partial(serve_push_session, hub=hub, server=ServerInfo(__version__))
+        app = partial(serve_push_session, hub=hub, server=ServerInfo(__version__), access=access)
         http: HttpServer = await root.start(
             partial(serve_http, host=config.host, port=config.port, sockjs_app=app, router=router)
         )
         task_status.started(
-            RunningServer(http, printer, printer_port, hub, shutdown_requested, virtual_printer_scope)
+            RunningServer(http, printer, printer_port, hub, shutdown_requested, virtual_printer_scope, access)
         )
 
         await shutdown_requested.wait()

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
@@ -25,6 +26,7 @@ from .websocket_client import connect_websocket
 
 FIXTURES = Path(__file__).parent / "fixtures" / "octoprint-1.11.8"
 HANG_GUARD = 20  # seconds; only to turn a hang into a failure, never a performance claim
+API_KEY = "E2E0123456789ABCDEF0123456789ABC"
 
 
 def sample(name: str) -> dict[str, Any]:
@@ -34,7 +36,7 @@ def sample(name: str) -> dict[str, Any]:
 
 @pytest.fixture
 async def server(nursery: trio.Nursery) -> AsyncIterator[RunningServer]:
-    running: RunningServer = await nursery.start(run, ServerConfig(port=0))
+    running: RunningServer = await nursery.start(run, ServerConfig(port=0, api_key=API_KEY))
     yield running
     running.request_shutdown()
 
@@ -79,6 +81,14 @@ class PushClient:
         while True:
             await self.next_message()
 
+    async def authenticate(self, port: int) -> None:
+        """Passive login with the global API key, then ``{"auth": "_api:<session>"}`` (§2.2)."""
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            response = await http.post("/api/login", json={"passive": True}, headers={"X-Api-Key": API_KEY})
+        response.raise_for_status()
+        user = response.json()
+        await self.send({"auth": f"{user['name']}:{user['session']}"})
+
     async def send(self, message: dict[str, Any]) -> None:
         text = json.dumps(message)
         await self.ws.send_message(json.dumps([text]) if self.framed else text)
@@ -111,9 +121,9 @@ async def test_client_gets_connected_history_then_current(server: RunningServer,
         async with connect_websocket(server.http.port, path) as ws:
             client = PushClient(ws, framed=path == FRAMED)
             connected = await client.next_message()
-            history = await client.next_message()
             assert list(connected) == ["connected"]
-            assert list(history) == ["history"]
+            await client.authenticate(server.http.port)
+            history = {"history": await client.next_of_type("history")}
             if path == FRAMED:
                 assert client.frames[0] == "o"
             assert_same_shape(connected["connected"], sample("connected.json")["connected"])
@@ -131,6 +141,7 @@ async def test_temperatures_reach_a_client(server: RunningServer) -> None:
     with trio.fail_after(HANG_GUARD):
         async with connect_websocket(server.http.port, RAW) as ws:
             client = PushClient(ws, framed=False)
+            await client.authenticate(server.http.port)
             temps: list[dict[str, Any]] = list((await client.next_of_type("history"))["temps"])
             while not temps:
                 temps.extend((await client.next_of_type("current"))["temps"])
@@ -161,6 +172,8 @@ async def test_throttle_two_halves_the_push_rate(server: RunningServer) -> None:
             connect_websocket(server.http.port, FRAMED) as ws2,
         ):
             fast, slow = PushClient(ws1, framed=False), PushClient(ws2, framed=True)
+            await fast.authenticate(server.http.port)
+            await slow.authenticate(server.http.port)
             await fast.wait_until_operational()
             await slow.next_of_type("history")
             await slow.send({"throttle": 2})
@@ -192,6 +205,7 @@ async def test_printer_vanishing_is_reported_and_server_keeps_serving(server: Ru
     with trio.fail_after(HANG_GUARD):
         async with connect_websocket(server.http.port, RAW) as ws:
             client = PushClient(ws, framed=False)
+            await client.authenticate(server.http.port)
             await client.wait_until_operational()
             server.stop_virtual_printer()
             events: list[str] = []
@@ -209,7 +223,9 @@ async def test_printer_vanishing_is_reported_and_server_keeps_serving(server: Ru
 
         # A new client still connects and learns the state from history.
         async with connect_websocket(server.http.port, FRAMED) as ws:
-            history = await PushClient(ws, framed=True).next_of_type("history")
+            late = PushClient(ws, framed=True)
+            await late.authenticate(server.http.port)
+            history = await late.next_of_type("history")
             assert history["state"]["text"] == "Offline after error"
 
 
@@ -218,7 +234,7 @@ async def test_clean_shutdown_closes_every_client_properly(nursery: trio.Nursery
         running_done = trio.Event()
 
         async def run_server(task_status: trio.TaskStatus[RunningServer]) -> None:
-            await run(ServerConfig(port=0), task_status=task_status)
+            await run(ServerConfig(port=0, api_key=API_KEY), task_status=task_status)
             running_done.set()
 
         server: RunningServer = await nursery.start(run_server)
@@ -227,6 +243,8 @@ async def test_clean_shutdown_closes_every_client_properly(nursery: trio.Nursery
             connect_websocket(server.http.port, RAW) as raw_ws,
         ):
             framed, raw = PushClient(framed_ws, framed=True), PushClient(raw_ws, framed=False)
+            await framed.authenticate(server.http.port)
+            await raw.authenticate(server.http.port)
             await framed.next_of_type("history")
             await raw.next_of_type("history")
             server.request_shutdown()

@@ -15,12 +15,18 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from octotrio.auth import AccessConfig, AccessControl, default_group_permissions
 from octotrio.printer import CommState, PrinterEvent, Reading, StateChanged, TemperatureReport, TerminalLine
 from octotrio.push import BASE_INTERVAL, CLOSE_EVENTS_LOST, ServerInfo, serve_push_session
 from octotrio.state import Aggregator, PrinterModel, StateHub, run_aggregator
 from octotrio.state._hub import EVENTS_JOURNAL_CAPACITY, TERMINAL_JOURNAL_CAPACITY
 
 from .memory_connection import MemoryConnection
+
+OPEN_ACCESS = AccessControl(
+    AccessConfig(groups={**default_group_permissions(), "guests": frozenset({"STATUS", "MONITOR_TERMINAL"})})
+)
+"""Guests may watch the printer and its terminal: every socket is served without ``auth``."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,9 @@ def run_scenario(
         send, receive = trio.open_memory_channel[PrinterEvent](64)
         async with trio.open_nursery() as nursery:
             await nursery.start(run_aggregator, receive, hub)
-            nursery.start_soon(lambda: serve_push_session(connection, hub=hub, server=ServerInfo("test")))
+            nursery.start_soon(
+                lambda: serve_push_session(connection, hub=hub, server=ServerInfo("test"), access=OPEN_ACCESS)
+            )
             await trio.sleep(0.1)
             await send.send(StateChanged(CommState.OPERATIONAL))
             for number, step in enumerate(scenario):
@@ -132,7 +140,9 @@ async def test_a_client_that_falls_behind_on_events_is_closed_with_a_documented_
     hub = StateHub(PrinterModel(), wall_clock=trio.current_time)
     connection = SlowConnection()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(lambda: serve_push_session(connection, hub=hub, server=ServerInfo("test")))
+        nursery.start_soon(
+            lambda: serve_push_session(connection, hub=hub, server=ServerInfo("test"), access=OPEN_ACCESS)
+        )
         await trio.sleep(15)  # connected and history are on their way: the session's view is open
         for n in range(EVENTS_JOURNAL_CAPACITY + 10):
             hub.publish_event("ChartMarked", {"type": "test", "label": str(n)})
@@ -148,7 +158,9 @@ async def test_logs_dropped_for_a_slow_client_are_announced_not_hidden(
     aggregator = Aggregator(hub)
     connection = SlowConnection()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(lambda: serve_push_session(connection, hub=hub, server=ServerInfo("test")))
+        nursery.start_soon(
+            lambda: serve_push_session(connection, hub=hub, server=ServerInfo("test"), access=OPEN_ACCESS)
+        )
         await trio.sleep(15)  # connected and history are on their way: the session's view is open
         for n in range(TERMINAL_JOURNAL_CAPACITY + 5):
             aggregator.fold(TerminalLine(f"Recv: {n}"))

@@ -2,13 +2,21 @@
 
 OctoPrint checks ``auth``, ``throttle`` and ``subscribe`` in that order and applies only the
 first key present (octoprint-push.md §4). Where OctoPrint aborts the connection on a type
-error (quirk Q14), octotrio ignores the message and says why in the log.
+error (quirk Q14), octotrio ignores the message and says why in the log; where an invalid
+``subscribe`` switches OctoPrint's socket to "nothing" (Q13), octotrio keeps the previous
+selection. The full table of answers is in spec/push-behaviour.md.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+
+from ._subscription import Subscription, parse_subscription
+
+MAX_THROTTLE = 3600
+"""Largest throttle factor: one ``current`` per half hour. Larger values (OctoPrint accepts any
+integer) are clamped, so an absurd factor cannot overflow the rate limiter's float arithmetic."""
 
 
 @dataclass(frozen=True)
@@ -20,7 +28,7 @@ class SetThrottle:
 
 @dataclass(frozen=True)
 class Auth:
-    """``{"auth": "user:session"}``: accepted and ignored until login exists (every client is authorised)."""
+    """``{"auth": "user:session"}``: authenticate with a session from ``POST /api/login``."""
 
     user: str
     session: str
@@ -28,9 +36,9 @@ class Auth:
 
 @dataclass(frozen=True)
 class Subscribe:
-    """``{"subscribe": {...}}``: accepted; filtering arrives with the push API issue."""
+    """``{"subscribe": {...}}``: a valid selection, replacing the previous one."""
 
-    selection: dict[str, object]
+    subscription: Subscription
 
 
 @dataclass(frozen=True)
@@ -60,7 +68,7 @@ def _parse_throttle(value: object) -> ClientMessage:
         return Ignored("invalid throttle factor")
     if factor < 1:
         return Ignored("invalid throttle factor")
-    return SetThrottle(factor)
+    return SetThrottle(min(factor, MAX_THROTTLE))
 
 
 def parse_client_message(text: str) -> ClientMessage:
@@ -84,6 +92,9 @@ def parse_client_message(text: str) -> ClientMessage:
     if "subscribe" in message:
         selection = message["subscribe"]
         if not isinstance(selection, dict):
-            return Ignored("subscribe must be an object")
-        return Subscribe(selection)
+            return Ignored("subscribe must be an object; previous selection kept")
+        try:
+            return Subscribe(parse_subscription(selection))
+        except ValueError as error:
+            return Ignored(f"invalid subscribe, previous selection kept: {error}")
     return Ignored("no known key")

@@ -8,12 +8,14 @@ Every message is a JSON object with exactly one key, ``{"<type>": <payload>}``. 
 from __future__ import annotations
 
 import hashlib
+import json
 import platform
 from dataclasses import dataclass
 
+from octotrio.auth import BUILTIN_PERMISSIONS
 from octotrio.state import Accumulated, JSONObject, Tick, encode_json
 
-from ._permissions import BUILTIN_PERMISSIONS
+from ._subscription import Filter, filter_lines
 
 API_VERSION = "1.11.8"
 """The OctoPrint version whose push API octotrio implements; clients use it for feature checks."""
@@ -50,17 +52,71 @@ def encode_message(message_type: str, payload: object) -> str:
     return encode_json({message_type: payload})
 
 
-def encode_current(tick: Tick, accumulated: Accumulated, server_time: float) -> str:
+def encode_current(
+    tick: Tick,
+    accumulated: Accumulated,
+    server_time: float,
+    *,
+    terminal: bool = True,
+    logs: Filter = True,
+    messages: Filter = True,
+) -> str:
     """``{"current": {...}}`` in OctoPrint's key order, from a tick and one session's accumulation.
 
-    ``logs`` and ``messages`` are always included: every client is authorised until the push
-    API issue adds permissions (they will then need MONITOR_TERMINAL).
+    ``logs`` and ``messages`` are there only with ``terminal`` (the MONITOR_TERMINAL permission,
+    octoprint-push.md §3.4), filtered by the session's subscription. Only a session with a
+    regular-expression filter decodes its lines; everyone else joins the shared encodings.
     """
-    logs = accumulated.logs
-    if accumulated.missed:
-        logs = [encode_json(DROPPED_MARKER.format(count=accumulated.missed)), *logs]
+    terminal_part = ""
+    if terminal:
+        log_lines = _filter_encoded(accumulated.logs, logs)
+        if accumulated.missed and logs is not False:
+            log_lines = [encode_json(DROPPED_MARKER.format(count=accumulated.missed)), *log_lines]
+        message_lines = _filter_encoded(accumulated.messages, messages)
+        terminal_part = f',"logs":[{",".join(log_lines)}],"messages":[{",".join(message_lines)}]'
     return (
         f'{{"current":{{{tick.head},"serverTime":{encode_json(server_time)},'
-        f'"temps":[{",".join(accumulated.temps)}],{tick.tail},'
-        f'"logs":[{",".join(logs)}],"messages":[{",".join(accumulated.messages)}]}}}}'
+        f'"temps":[{",".join(accumulated.temps)}],{tick.tail}{terminal_part}}}}}'
     )
+
+
+def _filter_encoded(encoded_lines: list[str], wanted: Filter) -> list[str]:
+    if isinstance(wanted, bool):
+        return encoded_lines if wanted else []
+    return [line for line in encoded_lines if wanted.search(json.loads(line))]
+
+
+def history_for(history: JSONObject, *, terminal: bool, logs: Filter, messages: Filter) -> JSONObject:
+    """A ``history`` payload as one session may see it: without ``logs``/``messages`` unless it has
+    MONITOR_TERMINAL (octotrio's fix of Q1: OctoPrint leaks them), else filtered by its subscription."""
+    if not terminal:
+        return {key: value for key, value in history.items() if key not in ("logs", "messages")}
+    return {
+        **history,
+        "logs": filter_lines(history["logs"], logs),
+        "messages": filter_lines(history["messages"], messages),
+    }
+
+
+def reauth_required(reason: str) -> str:
+    """``{"reauthRequired": {"reason": ...}}``: ``stale``, ``logout``, ``modified`` or ``removed`` (§3.2)."""
+    return encode_message("reauthRequired", {"reason": reason})
+
+
+def slicing_progress(
+    slicer: str, source_location: str, source_path: str, dest_location: str, dest_path: str, progress: float
+) -> JSONObject:
+    """The ``slicingProgress`` payload (§3.6; octotrio has no slicer, so it never publishes one)."""
+    return {
+        "slicer": slicer,
+        "source_location": source_location,
+        "source_path": source_path,
+        "dest_location": dest_location,
+        "dest_path": dest_path,
+        "progress": progress,
+    }
+
+
+def render_progress(progress: float) -> JSONObject:
+    """The ``renderProgress`` payload (§3.6; octotrio renders no timelapses, so never published)."""
+    return {"progress": progress}

@@ -31,3 +31,32 @@ class PushRateLimiter:
 
     def record_send(self, now: float) -> None:
         self.last_sent = now
+
+
+LOG_BURST = 5
+"""Log lines one session may write about ignored client messages per :data:`LOG_WINDOW`."""
+
+LOG_WINDOW = 10.0
+"""Seconds after which a session's log budget refills; what was suppressed is then counted in
+one line. A client flooding bad messages costs the log at most 6 lines per 10 s."""
+
+
+@dataclass
+class LogLimiter:
+    """Rate-limits one session's log lines about bad input; sans-IO (``now`` is an argument)."""
+
+    window_start: float = -math.inf
+    written: int = 0
+    suppressed: int = 0
+
+    def allow(self, now: float) -> tuple[bool, int]:
+        """Whether to log now, and how many lines were suppressed before (to mention them)."""
+        if now >= self.window_start + LOG_WINDOW:
+            suppressed, self.suppressed = self.suppressed, 0
+            self.window_start, self.written = now, 1
+            return True, suppressed
+        if self.written < LOG_BURST:
+            self.written += 1
+            return True, 0
+        self.suppressed += 1
+        return False, 0

@@ -1,24 +1,34 @@
-"""One push session: what a single client sees of the printer.
+"""One push session: what a single client sees of the printer, given who it is and what it asked for.
 
-The session sends ``connected``, then ``history`` and ``timelapse``, then ``event`` messages
-as they happen and ``current`` at most once every 0.5 s × throttle, carrying what accumulated
-since this client's previous ``current``. It runs two loops under one nursery: one reads
-client messages (``throttle``, ``auth``, ``subscribe``), one pushes updates. Either ending
-ends the session.
+Lifecycle (octoprint-push.md §2): ``connected`` at once; ``ClientOpened`` for the other sockets;
+then, when the socket's user holds STATUS (an anonymous socket holds the guests group's
+permissions, none by default), registration: ``history`` and ``timelapse``, then ``event``,
+``plugin`` and ``current`` messages. Until then, broadcasts wait in a bounded backlog (100, as
+OctoPrint) that is delivered in order at ``auth``, before ``history``.
+
+Two tasks run per session: the receive loop applies client messages to the session's state
+synchronously; the push loop is the only writer, so everything reaches the client in the order
+it was decided. A third tiny task relays the hub's wake-ups. Per-session work stays small:
+broadcasts are encoded once by the hub, and a session only re-encodes when its permissions
+(stripped ``ClientOpened``/``ClientAuthed`` payloads) or a regular-expression filter require it.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 
 import trio
 
+from octotrio.auth import AccessControl, Principal
 from octotrio.sockjs import ConnectionClosed, SockJSConnection
 from octotrio.state import SessionView, StateHub
+from octotrio.state._hub import Broadcast
 
-from ._client_messages import Ignored, SetThrottle, parse_client_message
-from ._messages import ServerInfo, encode_current, encode_message
-from ._ratelimit import PushRateLimiter
+from ._client_messages import Auth, ClientMessage, Ignored, SetThrottle, Subscribe, parse_client_message
+from ._messages import ServerInfo, encode_current, encode_message, history_for, reauth_required
+from ._ratelimit import LogLimiter, PushRateLimiter
+from ._subscription import DEFAULT_SUBSCRIPTION, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -27,60 +37,260 @@ CLOSE_EVENTS_LOST = 4001
 dropped from the hub's bounded journal. Events cannot be re-derived, so rather than lose them
 silently the session ends; the client reconnects and gets a fresh ``history``."""
 
+BACKLOG_LIMIT = 100
+"""Broadcasts kept for a socket that may not see them yet (OctoPrint's unauthed backlog, §5.2).
+octotrio keeps the newest 100 (OctoPrint keeps the first 100): ``history`` follows the backlog
+and gives the state anyway, so the latest events are the ones worth keeping."""
 
-async def serve_push_session(connection: SockJSConnection, *, hub: StateHub, server: ServerInfo) -> None:
+OUTBOX_LIMIT = 64
+"""Answers to client messages (``reauthRequired``, ``history``) waiting for the push loop. When
+full, the receive loop stops reading until they are sent, so a client that floods ``auth``
+without reading pushes back on its own TCP connection instead of growing memory."""
+
+ADMIN_ONLY_EVENTS = frozenset({"UserLoggedIn", "UserLoggedOut"})
+"""Dropped (not backlogged) for sockets without ADMIN (§5.3)."""
+
+STRIPPED_EVENTS = {
+    name: encode_message("event", {"type": name, "payload": {}}) for name in ("ClientOpened", "ClientAuthed")
+}
+"""Payloads replaced by ``{}`` for sockets without ADMIN (§5.3), encoded once."""
+
+
+class PushSession:
+    """The state of one client's session; the push loop is its only writer."""
+
+    def __init__(
+        self, connection: SockJSConnection, hub: StateHub, server: ServerInfo, access: AccessControl
+    ) -> None:
+        self.connection = connection
+        self.hub = hub
+        self.server = server
+        self.access = access
+        self.principal: Principal = access.guest
+        self.token: str | None = None
+        self.registered = False
+        self.history_sent = False
+        self.subscription: Subscription = DEFAULT_SUBSCRIPTION
+        self.limiter = PushRateLimiter()
+        self.log_limiter = LogLimiter()
+        self.backlog: deque[Broadcast] = deque(maxlen=BACKLOG_LIMIT)
+        self.backlog_dropped = 0
+        self.events_lost = 0
+        self.outbox: list[str] = []
+        self.view: SessionView = hub.open_view()[1]
+        self._wake = trio.Event()
+        self._drained = trio.Event()
+
+    # -- decisions (synchronous) -------------------------------------------------------------
+
+    @property
+    def authenticated(self) -> bool:
+        return self.token is not None
+
+    def _notify(self) -> None:
+        self._wake.set()
+
+    def route(self, item: Broadcast) -> None:
+        """Deliver one broadcast to the outbox, keep it in the backlog, or drop it (§5)."""
+        principal = self.principal
+        if item.origin is self:
+            return
+        if item.kind == "event" and item.name in ADMIN_ONLY_EVENTS and not principal.has("ADMIN"):
+            return
+        if not principal.has("STATUS"):
+            if not self.authenticated:
+                if len(self.backlog) == BACKLOG_LIMIT:
+                    self.backlog_dropped += 1
+                self.backlog.append(item)
+            return
+        if item.kind == "event":
+            if not self.subscription.wants_event(item.name):
+                return
+            if item.name in STRIPPED_EVENTS and not principal.has("ADMIN"):
+                self.outbox.append(STRIPPED_EVENTS[item.name])
+                return
+        elif item.kind == "plugin" and not self.subscription.wants_plugin(item.name):
+            return
+        self.outbox.append(item.encoded)
+
+    def take_broadcasts(self) -> None:
+        """Route every broadcast since the last call; count those lost by falling behind."""
+        items, lost = self.view.take_broadcasts()
+        self.events_lost += lost
+        for item in items:
+            self.route(item)
+
+    def register(self) -> None:
+        """Registration and (re)start of state delivery: ``history`` if ``state`` is subscribed,
+        then ``timelapse`` the first time (§2.1). Cursors restart at the history's instant, so
+        ``history`` and the next ``current`` neither overlap nor leave a gap (fixes Q6)."""
+        if self.subscription.state:
+            history, fresh = self.hub.open_view()
+            view = self.view
+            view.tick_number, view.temps_seq = fresh.tick_number, fresh.temps_seq
+            view.logs_seq, view.messages_seq = fresh.logs_seq, fresh.messages_seq
+            terminal = self.principal.has("MONITOR_TERMINAL")
+            payload = history_for(
+                history, terminal=terminal, logs=self.subscription.logs, messages=self.subscription.messages
+            )
+            self.outbox.append(encode_message("history", payload))
+            self.history_sent = True
+        if not self.registered:
+            self.registered = True
+            self.outbox.append(encode_message("timelapse", None))
+
+    def log_ignored(self, reason: str) -> None:
+        allowed, suppressed = self.log_limiter.allow(trio.current_time())
+        if suppressed:
+            log.info("%d more ignored messages from %s", suppressed, self.connection.remote_address)
+        if allowed:
+            log.info("ignored a message from %s: %s", self.connection.remote_address, reason)
+
+    def apply(self, message: ClientMessage) -> None:
+        """Apply one client message (§4); answers go to the outbox."""
+        match message:
+            case SetThrottle(factor=factor):
+                self.limiter.throttle = factor
+            case Auth(user=user, session=token):
+                self._authenticate(user, token)
+            case Subscribe(subscription=subscription):
+                self._subscribe(subscription)
+            case Ignored(reason=reason):
+                self.log_ignored(reason)
+
+    def _authenticate(self, user: str, token: str) -> None:
+        # Route what arrived so far under the old identity first: the order the client sees is
+        # backlog → history → what comes after the auth (§2.2).
+        self.take_broadcasts()
+        now = trio.current_time()
+        self.detach(now)
+        principal = self.access.attach_socket(token, self.on_reauth_required, now)
+        if principal is None or principal.name != user:
+            if principal is not None:
+                self.access.detach_socket(token, self.on_reauth_required, now)
+            self._log_out()
+            self.outbox.append(reauth_required("stale"))
+            return
+        self.principal, self.token = principal, token
+        backlog, self.backlog = list(self.backlog), deque(maxlen=BACKLOG_LIMIT)
+        if self.backlog_dropped:
+            log.info("%s: %d backlogged messages were dropped before auth", user, self.backlog_dropped)
+            self.backlog_dropped = 0
+        for item in backlog:
+            self.route(item)
+        if principal.has("STATUS") and not self.history_sent:
+            self.register()
+        self.hub.publish_event(
+            "ClientAuthed", {"username": user, "remoteAddress": self.connection.remote_address}, origin=self
+        )
+
+    def _subscribe(self, subscription: Subscription) -> None:
+        old = self.subscription
+        self.subscription = subscription
+        if not subscription.state:
+            self.history_sent = False  # current stops until a new history (§4.3)
+        elif (
+            self.registered
+            and self.principal.has("STATUS")
+            and (not self.history_sent or subscription.state_key() != old.state_key())
+        ):
+            self.take_broadcasts()
+            self.register()
+
+    def detach(self, now: float) -> None:
+        if self.token is not None:
+            self.access.detach_socket(self.token, self.on_reauth_required, now)
+
+    def _log_out(self) -> None:
+        self.principal, self.token = self.access.guest, None
+        if not self.principal.has("STATUS"):
+            self.history_sent = False
+
+    def on_reauth_required(self, reason: str) -> None:
+        """The socket's login session ended (``logout``): back to the guests' permissions (§2.4)."""
+        self.take_broadcasts()
+        self._log_out()
+        self.outbox.append(reauth_required(reason))
+        self._notify()
+
+    def may_send_current(self) -> bool:
+        return self.history_sent and self.subscription.state and self.principal.has("STATUS")
+
+    # -- tasks ---------------------------------------------------------------------------------
+
+    async def receive_loop(self) -> None:
+        while True:
+            text = await self.connection.receive()
+            self.apply(parse_client_message(text))
+            self._notify()
+            while len(self.outbox) >= OUTBOX_LIMIT:
+                self._drained = trio.Event()
+                await self._drained.wait()
+
+    async def relay_hub_changes(self) -> None:
+        while True:
+            await self.hub.changed.wait()
+            self._notify()
+
+    async def push_loop(self) -> None:
+        """Send events at once and ``current`` when the rate limiter allows; return if events were lost."""
+        while True:
+            self._wake = trio.Event()  # reset before looking, so no wake-up is missed
+            self.take_broadcasts()
+            if self.events_lost:
+                address, lost = self.connection.remote_address, self.events_lost
+                log.warning("closing %s: it fell %d events behind", address, lost)
+                await self.connection.close(CLOSE_EVENTS_LOST, "Client fell behind, events were lost")
+                return
+            now = trio.current_time()
+            batch, self.outbox = self.outbox, []
+            self._drained.set()
+            if self.may_send_current() and self.view.has_new_tick() and self.limiter.may_send(now):
+                tick, accumulated = self.view.take_tick()
+                self.limiter.record_send(now)
+                subscription = self.subscription
+                batch.append(
+                    encode_current(
+                        tick,
+                        accumulated,
+                        self.hub.wall_clock(),
+                        terminal=self.principal.has("MONITOR_TERMINAL"),
+                        logs=subscription.logs,
+                        messages=subscription.messages,
+                    )
+                )
+            if batch:
+                await self.connection.send(batch)
+                continue
+            # Held back (latest wins): wake at the limiter's deadline if a tick is waiting.
+            waiting = self.may_send_current() and self.view.has_new_tick()
+            with trio.move_on_at(self.limiter.earliest_send() if waiting else float("inf")):
+                await self._wake.wait()
+
+
+async def serve_push_session(
+    connection: SockJSConnection, *, hub: StateHub, server: ServerInfo, access: AccessControl
+) -> None:
     """Run the push API for one client until it leaves or the server closes the session.
 
     Returns normally when the connection closes (:class:`ConnectionClosed` is the normal end).
-    On cancellation both loops stop at once; the SockJS layer owns closing the connection.
+    On cancellation every loop stops at once; ``ClientClosed`` is still published and the login
+    session released (both synchronous). The SockJS layer owns closing the connection.
     """
-    limiter = PushRateLimiter()
+    session = PushSession(connection, hub, server, access)
+    address = connection.remote_address
     try:
         await connection.send([encode_message("connected", server.connected_payload())])
-        history, view = hub.open_view()
-        await connection.send([encode_message("history", history), encode_message("timelapse", None)])
+        hub.publish_event("ClientOpened", {"remoteAddress": address}, origin=session)
+        if session.principal.has("STATUS"):
+            session.register()  # guests hold STATUS: registered without auth (§2.1)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_receive_client_messages, connection, limiter)
-            await _push_updates(connection, view, limiter)
+            nursery.start_soon(session.receive_loop)
+            nursery.start_soon(session.relay_hub_changes)
+            await session.push_loop()
             nursery.cancel_scope.cancel()
     except* ConnectionClosed:
-        log.debug("push session with %s ended", connection.remote_address)
-
-
-async def _receive_client_messages(connection: SockJSConnection, limiter: PushRateLimiter) -> None:
-    while True:
-        text = await connection.receive()
-        match parse_client_message(text):
-            case SetThrottle(factor=factor):
-                limiter.throttle = factor
-            case Ignored(reason=reason):
-                log.info("ignored a message from %s: %s", connection.remote_address, reason)
-            case _:
-                # auth and subscribe are accepted; every client counts as authorised until the
-                # push API issue adds users, permissions and subscriptions.
-                pass
-
-
-async def _push_updates(connection: SockJSConnection, view: SessionView, limiter: PushRateLimiter) -> None:
-    """Send events at once and ``current`` when the rate limiter allows; return if events were lost."""
-    hub = view.hub
-    while True:
-        changed = hub.changed  # taken before looking, so no wake-up is missed
-        batch, lost = view.take_events()
-        if lost:
-            log.warning("closing %s: it fell %d events behind", connection.remote_address, lost)
-            await connection.close(CLOSE_EVENTS_LOST, "Client fell behind, events were lost")
-            return
-        now = trio.current_time()
-        due = view.has_new_tick() and limiter.may_send(now)
-        if due:
-            tick, accumulated = view.take_tick()
-            limiter.record_send(now)
-            batch.append(encode_current(tick, accumulated, hub.wall_clock()))
-        if batch:
-            await connection.send(batch)
-            continue
-        # Held back (latest wins): wake at the limiter's deadline if a tick is waiting.
-        deadline = limiter.earliest_send() if view.has_new_tick() else float("inf")
-        with trio.move_on_at(deadline):
-            await changed.wait()
+        log.debug("push session with %s ended", address)
+    finally:
+        session.detach(trio.current_time())
+        hub.publish_event("ClientClosed", {"remoteAddress": address}, origin=session)

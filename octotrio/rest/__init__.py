@@ -3,6 +3,7 @@
 from octotrio.http import Router
 
 from . import _server_info
+from ._auth import AccessAuthenticator as AccessAuthenticator
 from ._common import ApiError as ApiError
 from ._common import Authenticator as Authenticator
 from ._common import Call as Call
@@ -11,6 +12,7 @@ from ._common import Principal as Principal
 from ._common import endpoint as endpoint
 from ._common import request_api_key as request_api_key
 from ._common import send_json as send_json
+from ._login import LoginEndpoints as LoginEndpoints
 
 
 def add_rest_routes(router: Router, authenticator: Authenticator) -> None:

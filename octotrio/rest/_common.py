@@ -12,10 +12,11 @@ import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
+from octotrio.auth import Principal as Principal
 from octotrio.http import Handler, HttpExchange, Request
 
 log = logging.getLogger(__name__)
@@ -32,19 +33,10 @@ class ApiError(Exception):
         self.message = message
 
 
-@dataclass(frozen=True)
-class Principal:
-    """Who makes a call: a user name and the permission keys they hold (``STATUS``, ...)."""
-
-    name: str
-    permissions: frozenset[str]
-
-    def has(self, permission: str) -> bool:
-        return "ADMIN" in self.permissions or permission in self.permissions
-
-
 class Authenticator(Protocol):
-    """Decides who made a request; None when nobody is authenticated."""
+    """Decides who made a request; None (or an anonymous :class:`Principal`, the guests group)
+    when nobody is authenticated. May raise :class:`ApiError` to refuse the request outright
+    (a failed CSRF check answers 400)."""
 
     def authenticate(self, request: Request) -> Principal | None: ...
 
@@ -80,10 +72,12 @@ class GlobalApiKey:
 
 @dataclass(frozen=True)
 class Call:
-    """One authenticated REST call."""
+    """One authenticated REST call. Headers appended to ``response_headers`` (``Set-Cookie``,
+    ``Location``) go out with the answer."""
 
     exchange: HttpExchange
     principal: Principal
+    response_headers: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def request(self) -> Request:
@@ -107,8 +101,10 @@ class Call:
 RestFunction = Callable[[Call], Awaitable[object]]
 
 
-async def send_json(exchange: HttpExchange, status: int, body: object) -> None:
-    await exchange.respond(status, [JSON_CONTENT_TYPE], json.dumps(body).encode())
+async def send_json(
+    exchange: HttpExchange, status: int, body: object, headers: Collection[tuple[str, str]] = ()
+) -> None:
+    await exchange.respond(status, [JSON_CONTENT_TYPE, *headers], json.dumps(body).encode())
 
 
 def endpoint(
@@ -117,27 +113,33 @@ def endpoint(
     """An HTTP handler that authenticates, checks ``permissions`` (all needed), then runs ``function``.
 
     Unauthenticated or unpermitted calls get 403 ``{"error": ...}`` (OctoPrint answers 403 for a
-    missing key). ``function`` returns the JSON body for 200, or None for 204; an
-    :class:`ApiError` becomes its status and ``{"error": message}``.
+    missing key; anonymous callers hold the guests group's permissions). ``function`` returns the
+    JSON body for 200, or None for 204; an :class:`ApiError` (from the authenticator too, e.g.
+    a failed CSRF check) becomes its status and ``{"error": message}``.
     """
 
     async def handle(exchange: HttpExchange) -> None:
-        principal = authenticator.authenticate(exchange.request)
-        if principal is None:
+        try:
+            principal = authenticator.authenticate(exchange.request)
+        except ApiError as error:
+            await send_json(exchange, error.status, {"error": error.message})
+            return
+        if principal is None or (principal.anonymous and not all(map(principal.has, permissions))):
             await send_json(exchange, 403, {"error": "You don't have the permission to access this resource"})
             return
         missing = [p for p in permissions if not principal.has(p)]
         if missing:
             await send_json(exchange, 403, {"error": f"Missing permission: {', '.join(missing)}"})
             return
+        call = Call(exchange, principal)
         try:
-            result = await function(Call(exchange, principal))
+            result = await function(call)
         except ApiError as error:
-            await send_json(exchange, error.status, {"error": error.message})
+            await send_json(exchange, error.status, {"error": error.message}, call.response_headers)
             return
         if result is None:
-            await exchange.respond(204)
+            await exchange.respond(204, call.response_headers)
         else:
-            await send_json(exchange, 200, result)
+            await send_json(exchange, 200, result, call.response_headers)
 
     return handle

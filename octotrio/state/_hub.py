@@ -8,7 +8,9 @@ and event (see :mod:`octotrio.state._journal`).
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +43,22 @@ def encode_members(obj: JSONObject) -> str:
 
 
 @dataclass(frozen=True)
+class Broadcast:
+    """One journalled message for every session (an event, a plugin message, ...), with what a
+    session needs to filter it by permission and subscription without decoding it.
+
+    ``kind`` is the message type (``event``, ``plugin``, ``slicingProgress``, ``renderProgress``,
+    ``timelapse``); ``name`` the event type or plugin id; ``origin`` a session that must not get
+    it (``ClientOpened`` goes to the other sockets only, octoprint-push.md §2.1).
+    """
+
+    kind: str
+    name: str
+    encoded: str
+    origin: object | None = None
+
+
+@dataclass(frozen=True)
 class Tick:
     """One change-driven snapshot of the state, encoded once for every session.
 
@@ -63,6 +81,7 @@ class StateHub:
         self.logs = Journal(TERMINAL_JOURNAL_CAPACITY)
         self.messages = Journal(TERMINAL_JOURNAL_CAPACITY)
         self.events = Journal(EVENTS_JOURNAL_CAPACITY)
+        self._broadcasts: deque[Broadcast] = deque(maxlen=EVENTS_JOURNAL_CAPACITY)  # aligned with events
         self.tick = Tick(number=0, head="", tail="")
         self._changed = trio.Event()
 
@@ -86,10 +105,27 @@ class StateHub:
         )
         self._wake_sessions()
 
-    def publish_event(self, event_type: str, payload: JSONObject | None) -> None:
-        """Encode an event once, journal it and wake every session."""
-        self.events.append(encode_json({"event": {"type": event_type, "payload": payload}}))
+    def publish_event(self, event_type: str, payload: JSONObject | None, *, origin: object | None = None) -> None:
+        """Encode an event once, journal it and wake every session (except ``origin``'s)."""
+        self.publish("event", {"type": event_type, "payload": payload}, name=event_type, origin=origin)
+
+    def publish_plugin(self, plugin: str, data: object) -> None:
+        """A ``plugin`` message ``{"plugin": plugin, "data": data}`` for every session."""
+        self.publish("plugin", {"plugin": plugin, "data": data}, name=plugin)
+
+    def publish(self, kind: str, payload: object, *, name: str = "", origin: object | None = None) -> None:
+        """Encode ``{kind: payload}`` once, journal it in order with the events, wake every session."""
+        encoded = encode_json({kind: payload})
+        self.events.append(encoded)
+        self._broadcasts.append(Broadcast(kind, name, encoded, origin))
         self._wake_sessions()
+
+    def broadcasts_since(self, seq: int) -> tuple[list[Broadcast], int, int]:
+        """Broadcasts from sequence number ``seq`` on: (items, how many were lost, next seq)."""
+        read = self.events.read_since(seq)
+        count = len(read.items)
+        items = list(itertools.islice(self._broadcasts, len(self._broadcasts) - count, None))
+        return items, read.missed, read.next_seq
 
     def open_view(self) -> tuple[JSONObject, SessionView]:
         """A new session's ``history`` payload and its view, taken at the same instant.
@@ -131,11 +167,10 @@ class SessionView:
     messages_seq: int
     events_seq: int
 
-    def take_events(self) -> tuple[list[str], int]:
-        """Encoded events since the last call, and how many were lost by falling behind."""
-        read = self.hub.events.read_since(self.events_seq)
-        self.events_seq = read.next_seq
-        return read.items, read.missed
+    def take_broadcasts(self) -> tuple[list[Broadcast], int]:
+        """Events and other broadcasts since the last call, and how many were lost by falling behind."""
+        items, missed, self.events_seq = self.hub.broadcasts_since(self.events_seq)
+        return items, missed
 
     def has_new_tick(self) -> bool:
         return self.hub.tick.number > self.tick_number

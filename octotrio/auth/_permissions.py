@@ -87,3 +87,26 @@ BUILTIN_PERMISSIONS: list[dict[str, Any]] = [
         dangerous=True,
     ),
 ]
+
+PERMISSION_KEYS: frozenset[str] = frozenset(p["key"] for p in BUILTIN_PERMISSIONS)
+"""Every permission key octotrio knows; a config naming another one is rejected."""
+
+DANGEROUS_PERMISSIONS: frozenset[str] = frozenset(p["key"] for p in BUILTIN_PERMISSIONS if p["dangerous"])
+"""Permissions OctoPrint never lets the guests group hold (octoprint-push.md §12.1)."""
+
+GROUP_KEYS = ("admins", "users", "readonly", "guests")
+"""OctoPrint's built-in groups: admins, users ("Operator"), readonly, and guests (anonymous)."""
+
+
+def default_group_permissions() -> dict[str, frozenset[str]]:
+    """Each built-in group's permissions as OctoPrint ships them (guests: none, §2.1)."""
+    groups: dict[str, set[str]] = {key: set() for key in GROUP_KEYS}
+    for permission in BUILTIN_PERMISSIONS:
+        for group in permission["default_groups"]:
+            groups[group].add(permission["key"])
+    return {key: frozenset(value) for key, value in groups.items()}
+
+
+def effective_permissions(granted: frozenset[str]) -> frozenset[str]:
+    """ADMIN implies every permission, as in OctoPrint; anything else is what was granted."""
+    return PERMISSION_KEYS if "ADMIN" in granted else granted
