@@ -11,6 +11,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 serve: $(BIN)/.installed
+	scripts/install-deps.sh
 	$(BIN)/octotrio serve $(ARGS)
 
 lint: $(BIN)/.installed
@@ -20,7 +21,9 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
+# The real-client tests need the npm packages and Chromium: the script installs what is missing.
 unit: $(BIN)/.installed
+	scripts/install-deps.sh --chromium
 	$(BIN)/pytest
 
 test: lint typecheck unit

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what octotrio needs besides its virtualenv.
+#
+#   scripts/install-deps.sh             the npm packages of package.json into node_modules:
+#                                       sockjs-client (the status page's bundle) and
+#                                       playwright-core (the browser tests' driver)
+#   scripts/install-deps.sh --chromium  also Debian's chromium at /usr/bin/chromium, for the
+#                                       browser tests (tests/test_client_browser.py)
+#
+# `npm ci` runs whenever node_modules is missing or older than package.json/package-lock.json.
+# chromium is installed with apt-get when it is missing and we are root (CI is a fresh Debian
+# machine, as root); playwright-core drives that browser, since a test tool's own browser
+# download cannot work on these machines. Does nothing when everything is in place.
+set -euo pipefail
+if [[ $# -gt 1 || ( $# -eq 1 && $1 != --chromium ) ]]; then
+    echo "usage: $0 [--chromium]" >&2
+    exit 2
+fi
+cd "$(dirname "$0")/.."
+
+# npm ci writes node_modules/.package-lock.json last, so it marks a complete install.
+installed=node_modules/.package-lock.json
+if [[ ! -f $installed || package-lock.json -nt $installed || package.json -nt $installed ]]; then
+    npm ci --no-audit --no-fund
+fi
+
+if [[ ${1:-} == --chromium && ! -x /usr/bin/chromium ]]; then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "install-deps: /usr/bin/chromium is missing; as root, run: apt-get install chromium" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+fi

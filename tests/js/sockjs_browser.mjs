@@ -1,0 +1,119 @@
+// Runs the sockjs-client scenarios (sockjs_scenarios.mjs) and the status page in headless
+// Chromium (Debian's, driven by playwright-core), every transport concurrently in one browser.
+//
+// Reads {"base": "http://127.0.0.1:PORT", "transports": [...], "messages": [...]} as JSON on
+// stdin and writes {transport: {echo, close, push, page}} as JSON on stdout. Driven by
+// tests/test_client_browser.py.
+import { readFile } from "node:fs/promises";
+
+import { chromium } from "playwright-core";
+
+const CHROMIUM = "/usr/bin/chromium"; // Debian's package: a test tool's own browser download cannot work here
+const CHROMIUM_FLAGS = [
+  "--no-sandbox", // the tests run as root in CI
+  "--disable-gpu",
+  // No connection to anywhere but the server under test: the machine has no other network.
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  // A browser opens at most 6 HTTP/1.1 connections per host, and streaming and long-polling
+  // transports hold theirs open: each transport gets a host name of its own, all on loopback.
+  "--host-resolver-rules=MAP *.octotrio.test 127.0.0.1",
+];
+
+// The status page counts `current` messages; two show that updates keep coming.
+const PAGE_UPDATES = 2;
+const PAGE_TIMEOUT_MS = 20000; // hang guard for the status page, like the scenarios' own
+
+// The scenarios run as a module script in a page; it hands `runAll` to the test.
+const SCENARIOS = await readFile(new URL("./sockjs_scenarios.mjs", import.meta.url), "utf8");
+const SCENARIO_SCRIPT = `${SCENARIOS}\nwindow.runAll = runAll;\n`;
+
+async function readStdin() {
+  const chunks = [];
+  for await (const chunk of process.stdin) chunks.push(chunk);
+  return JSON.parse(Buffer.concat(chunks).toString("utf8"));
+}
+
+function hostFor(base, name) {
+  const url = new URL(base);
+  url.hostname = `${name}.octotrio.test`;
+  return url.origin;
+}
+
+// Page errors and console errors, so that a test can show why something failed.
+function collectErrors(page) {
+  const errors = [];
+  page.on("pageerror", (error) => errors.push(`pageerror: ${error.message}`));
+  page.on("console", (message) => {
+    if (message.type() === "error") errors.push(`console: ${message.text()} (${message.location().url})`);
+  });
+  return errors;
+}
+
+// The scenarios in a plain page of the server's origin (the SockJS greeting at /sockjs),
+// with the sockjs-client bundle that octotrio serves.
+async function runScenarios(context, origin, transport, messagesJson) {
+  const page = await context.newPage();
+  const errors = collectErrors(page);
+  await page.goto(`${origin}/sockjs`);
+  await page.addScriptTag({ url: "/static/sockjs.min.js" });
+  await page.addScriptTag({ type: "module", content: SCENARIO_SCRIPT });
+  await page.waitForFunction(() => window.runAll !== undefined);
+  // Strings cross the browser boundary as JSON text: JSON.stringify escapes lone surrogates,
+  // which the protocol between Playwright and the browser would otherwise replace.
+  const resultJson = await page.evaluate(
+    async ({ origin, transport, messagesJson }) => {
+      const results = await window.runAll(window.SockJS, origin, [transport], JSON.parse(messagesJson));
+      return JSON.stringify(results[transport]);
+    },
+    { origin, transport, messagesJson },
+  );
+  return { ...JSON.parse(resultJson), errors };
+}
+
+// The status page with `transport` selected: what it shows once updates arrive.
+async function watchStatusPage(context, origin, transport) {
+  const page = await context.newPage();
+  const errors = collectErrors(page);
+  await page.goto(`${origin}/?transport=${transport}`);
+  const updatesArrived = await page
+    .waitForFunction((count) => Number(document.getElementById("updates").textContent) >= count, PAGE_UPDATES, {
+      timeout: PAGE_TIMEOUT_MS,
+    })
+    .then(() => true, () => false);
+  return {
+    updatesArrived,
+    transport: await page.locator("#link").getAttribute("data-transport"),
+    link: await page.locator("#link").textContent(),
+    state: await page.locator("#state").textContent(),
+    logLines: (await page.locator("#log").textContent()).split("\n").filter((line) => line).length,
+    heaters: await page.locator("#temperatures li").count(),
+    errors,
+  };
+}
+
+async function runTransport(browser, base, transport, messagesJson) {
+  const context = await browser.newContext();
+  try {
+    const [scenarios, page] = await Promise.all([
+      runScenarios(context, hostFor(base, transport), transport, messagesJson),
+      watchStatusPage(context, hostFor(base, `page-${transport}`), transport),
+    ]);
+    return [transport, { ...scenarios, page }];
+  } finally {
+    await context.close();
+  }
+}
+
+const { base, transports, messages } = await readStdin();
+const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS });
+try {
+  const messagesJson = JSON.stringify(messages);
+  const results = await Promise.all(transports.map((t) => runTransport(browser, base, t, messagesJson)));
+  process.stdout.write(JSON.stringify(Object.fromEntries(results)));
+} finally {
+  await browser.close();
+}

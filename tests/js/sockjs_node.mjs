@@ -1,0 +1,18 @@
+// Runs the sockjs-client scenarios (sockjs_scenarios.mjs) in node, every transport concurrently.
+//
+// Reads {"base": "http://127.0.0.1:PORT", "transports": [...], "messages": [...]} as JSON on
+// stdin and writes {transport: {echo, close, push}} as JSON on stdout. Driven by
+// tests/test_client_node.py.
+import SockJS from "sockjs-client";
+
+import { runAll } from "./sockjs_scenarios.mjs";
+
+async function readStdin() {
+  const chunks = [];
+  for await (const chunk of process.stdin) chunks.push(chunk);
+  return JSON.parse(Buffer.concat(chunks).toString("utf8"));
+}
+
+const { base, transports, messages } = await readStdin();
+const results = await runAll(SockJS, base, transports, messages);
+process.stdout.write(JSON.stringify(results));
