@@ -13,6 +13,10 @@ import trio
 
 from octotrio import __version__, virtual
 from octotrio.app import RunningServer, ServerConfig, run
+from octotrio.sockjs import HEARTBEAT_INTERVAL, RESPONSE_LIMIT
+from octotrio.auth import ConfigError, load_config
+from octotrio.auth._cli import add_arguments as add_user_arguments
+from octotrio.auth._cli import config_argument, run_user_command
 
 log = logging.getLogger("octotrio")
 
@@ -40,6 +44,32 @@ def _build_parser() -> argparse.ArgumentParser:
         help="global API key for REST calls (default: $OCTOTRIO_API_KEY, else a random key printed at start)",
     )
 
+    config_argument(serve)
+    user_parser = commands.add_parser("user", help="manage users in the config file")
+    add_user_arguments(user_parser)
+
+    serve.add_argument(
+        "--sockjs-test-services",
+        action="store_true",
+        help="also mount the SockJS protocol test services /echo, /close, /disabled_websocket_echo "
+        "and /cookie_needed_echo at the root",
+    )
+    serve.add_argument(
+        "--sockjs-response-limit",
+        type=int,
+        default=RESPONSE_LIMIT,
+        metavar="BYTES",
+        help="bytes after which a SockJS streaming response ends and the client reconnects "
+        "(default: %(default)s)",
+    )
+    serve.add_argument(
+        "--sockjs-heartbeat",
+        type=float,
+        default=HEARTBEAT_INTERVAL,
+        metavar="SECONDS",
+        help="seconds between SockJS heartbeat frames (default: %(default)s)",
+    )
+
     virtual_parser = commands.add_parser(
         "virtual-printer", help="run only the virtual Marlin printer on a pty"
     )
@@ -64,19 +94,31 @@ async def _serve(config: ServerConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = _build_parser().parse_args(argv)
+    parser = _build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "serve":
+        if args.sockjs_response_limit < 1 or not args.sockjs_heartbeat > 0:
+            parser.error("--sockjs-response-limit and --sockjs-heartbeat must be positive")
         config = ServerConfig(
             host=args.host,
             port=args.port,
             serial_port=args.serial,
             baudrate=args.baud,
             virtual_printer_link=args.virtual_printer_link,
+            sockjs_test_services=args.sockjs_test_services,
+            sockjs_response_limit=args.sockjs_response_limit,
+            sockjs_heartbeat=args.sockjs_heartbeat,
         )
         if args.api_key:
             config = dataclasses.replace(config, api_key=args.api_key)
+        try:
+            config = dataclasses.replace(config, access=load_config(args.config))
+        except ConfigError as error:
+            sys.exit(f"octotrio: {error}")
         trio.run(_serve, config)
+    elif args.command == "user":
+        sys.exit(run_user_command(args))
     else:
         trio.run(virtual.main_from_args, args)
     sys.exit(0)
