@@ -20,6 +20,7 @@ from octotrio.printer import (
     Disconnected,
     FirmwareInfo,
     FirmwareMessage,
+    GcodeSent,
     LinkError,
     PrinterEvent,
     PrinterLink,
@@ -142,6 +143,8 @@ async def test_handshake_with_autoreporting_firmware() -> None:
             {"AUTOREPORT_TEMP": True, "EMERGENCY_PARSER": True},
         ),
         TemperatureReport({"tool0": Reading(21.3, 0.0), "bed": Reading(21.3, 0.0)}),
+        # octoprint-push.md §9.3: sending G28 fires Home.
+        GcodeSent("G28"),
         Disconnected(),
         StateChanged(CommState.OFFLINE),
     ]

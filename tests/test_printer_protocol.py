@@ -6,25 +6,30 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from octotrio.printer import Reading
+from octotrio.printer import Position, Reading
 from octotrio.printer._protocol import (
     Action,
     Busy,
     Capability,
+    ErrorKind,
     ErrorLine,
     FirmwareData,
     LineSplitter,
     Ok,
     Other,
+    PositionLine,
     ResendRequest,
     Start,
+    TargetTemperature,
     TemperatureLine,
     Wait,
     checksum,
+    classify_error,
     encode_numbered,
     encode_plain,
     parse_firmware_data,
     parse_line,
+    parse_position,
     parse_temperatures,
 )
 
@@ -96,7 +101,13 @@ def test_numbered_line_checksum_covers_everything_before_the_star(number: int, c
         ("SD card ok", Other("SD card ok")),
         ("Marlin: Virtual Marlin!", Other("Marlin: Virtual Marlin!")),
         ("echo:T3 Invalid extruder", Other("echo:T3 Invalid extruder")),
-        ("TargetExtr0:200", Other("TargetExtr0:200")),
+        ("fatal: Heater decoupled", ErrorLine("fatal: Heater decoupled")),
+        # §5: Repetier-style targets on lines of their own.
+        ("TargetExtr0:200", TargetTemperature("tool0", 200.0)),
+        ("TargetExtr1:215.5", TargetTemperature("tool1", 215.5)),
+        ("TargetBed:60", TargetTemperature("bed", 60.0)),
+        # §7: a position report without the ok.
+        ("X:70.00 Y:52.00 Z:2.60 E:98.40 Count: A:7000 B:5200 C:260", PositionLine(Position(70, 52, 2.6, 98.4))),
     ],
 )
 def test_parse_line_classifies(line: str, expected: object) -> None:
@@ -152,6 +163,12 @@ def test_firmware_name_values_keep_their_spaces() -> None:
             "tool0": (21.3, 0.0), "bed": (20.1, 0.0), "PINDA": (24.5, None), "AMBIENT": (22.0, None),
         }),
         ("T:-15.5 /0", 0, {"tool0": (-15.5, 0.0)}),
+        # Smoothie/Klipper style: numbered tools even with one extruder, no bare T.
+        ("T0:24.9 /0.0 B:23.4 /0.0", 0, {"tool0": (24.9, 0.0), "bed": (23.4, 0.0)}),
+        # Repetier style: no targets in the report (they come on Target... lines).
+        ("T:20.93 B:20.87 @:0 B@:0", 0, {"tool0": (20.93, None), "bed": (20.87, None)}),
+        # Heat-up wait lines of the virtual printer, one sensor each (§5, §11.2).
+        ("C:31.41", 0, {"chamber": (31.41, None)}),
     ],
 )  # fmt: skip
 def test_temperature_formats(
@@ -162,10 +179,8 @@ def test_temperature_formats(
     assert parse_line(line, current_tool=current_tool) == TemperatureLine(readings)
 
 
-def test_m114_count_line_is_not_a_temperature_line() -> None:
-    assert parse_line("X:0.0 Y:0.0 Z:0.0 E:0.0 Count: A:0 B:0 C:0") == Other(
-        "X:0.0 Y:0.0 Z:0.0 E:0.0 Count: A:0 B:0 C:0"
-    )
+def test_m114_count_line_is_a_position_not_a_temperature_line() -> None:
+    assert parse_line("X:0.0 Y:0.0 Z:0.0 E:0.0 Count: A:0 B:0 C:0") == PositionLine(Position(0.0, 0.0, 0.0, 0.0))
 
 
 def test_line_splitter_handles_partial_lines_and_crlf() -> None:
@@ -188,3 +203,49 @@ def test_line_splitter_is_independent_of_chunking(chunks: list[bytes], max_lengt
     whole = LineSplitter(max_length).feed(data)
     piecewise = LineSplitter(max_length)
     assert [line for chunk in chunks for line in piecewise.feed(chunk)] == whole
+
+
+def test_ok_with_marlin_spacing_temperatures() -> None:
+    # §5 "Marlin spacing variant" as an M105 reply.
+    assert parse_line("ok T:21.3 /0.0 B:21.3 /0.0 @:0 B@:0") == Ok(
+        "T:21.3 /0.0 B:21.3 /0.0 @:0 B@:0", {"tool0": Reading(21.3, 0.0), "bed": Reading(21.3, 0.0)}
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("X:0.00 Y:0.00 Z:0.00 E:0.00 Count: A:0 B:0 C:0", Position(0.0, 0.0, 0.0, 0.0)),
+        ("X:70.0 Y:52.0 Z:2.6 E:98.4 Count: A:7000 B:5200 C:260", Position(70.0, 52.0, 2.6, 98.4)),
+        # Marlin 2: counts named X, Y, Z too; only the part before "Count" is the position.
+        ("X:10.00 Y:20.00 Z:0.30 E:1.50 Count X:800 Y:1600 Z:120", Position(10.0, 20.0, 0.3, 1.5)),
+        ("T:21.3 /0.0", None),
+        ("echo:busy: processing", None),
+    ],
+)
+def test_position_reports(text: str, expected: Position | None) -> None:
+    assert parse_position(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        # §9 table, one row each.
+        ("No Line Number with checksum, Last Line: 109", ErrorKind.RECOVERABLE),
+        ("missing linenumber", ErrorKind.RECOVERABLE),
+        ("Checksum mismatch", ErrorKind.RESEND),
+        ("Missing checksum", ErrorKind.RESEND),
+        ("expected line 110 got 111", ErrorKind.RESEND),
+        ("Line Number is not Last Line Number+1, Last Line: 5", ErrorKind.RESEND),
+        ("format error", ErrorKind.RESEND),
+        ("open failed, File: foo.gco", ErrorKind.IGNORED),
+        ("Unknown command: G999", ErrorKind.IGNORED),
+        ("MINTEMP triggered!", ErrorKind.FATAL),
+        ("MAXTEMP triggered!", ErrorKind.FATAL),
+        ("Thermal Runaway, system stopped! Heater_ID: bed", ErrorKind.FATAL),
+        ("Printer halted. kill() called!", ErrorKind.FATAL),
+        ("fatal: Heater decoupled", ErrorKind.FATAL),
+    ],
+)
+def test_error_classes(text: str, kind: ErrorKind) -> None:
+    assert classify_error(text) is kind

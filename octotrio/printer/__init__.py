@@ -22,6 +22,7 @@ from ._events import LinkError as LinkError
 from ._events import Position as Position
 from ._events import PositionReported as PositionReported
 from ._events import PrinterEvent as PrinterEvent
+from ._events import PrinterReset as PrinterReset
 from ._events import Reading as Reading
 from ._events import ResendStatsChanged as ResendStatsChanged
 from ._events import StateChanged as StateChanged
@@ -36,4 +37,6 @@ from ._host import ResendStats as ResendStats
 from ._link import PrinterDisconnected as PrinterDisconnected
 from ._link import PrinterLink as PrinterLink
 from ._link import PrinterNotOperational as PrinterNotOperational
+from ._link import PrinterService as PrinterService
 from ._link import run_printer_link as run_printer_link
+from ._link import run_printer_service as run_printer_service

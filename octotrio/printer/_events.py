@@ -236,6 +236,14 @@ class PositionReported:
 
 
 @dataclass(frozen=True)
+class PrinterReset:
+    """The firmware sent ``start`` while connected (marlin-serial.md §10.2): line numbers were reset
+    and autoreports re-enabled; a running print was cancelled. ``idle`` when no print was running."""
+
+    idle: bool
+
+
+@dataclass(frozen=True)
 class ActionCommand:
     """A ``//action:<name> <params>`` line from the firmware (after the link acted on it)."""
 
@@ -266,5 +274,6 @@ PrinterEvent = (
     | JobFinished
     | JobFailed
     | PositionReported
+    | PrinterReset
     | ActionCommand
 )

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ._protocol import (
     Capability,
+    ErrorKind,
     ErrorLine,
     FirmwareData,
     Ok,
     ReceivedLine,
     ResendRequest,
     Wait,
+    classify_error,
     encode_numbered,
     encode_plain,
     parse_line,
@@ -31,10 +33,26 @@ from ._protocol import (
 HISTORY_SIZE = 50
 # §3 rule 3: maxConsecutiveResends.
 MAX_CONSECUTIVE_RESENDS = 10
-# §9: errors after which OctoPrint simulates an ok instead of waiting for a resend request.
-_RECOVERABLE_ERRORS = ("no line number with checksum", "missing linenumber")
+# §2: serial.ackMax, OctoPrint's default window ("ping-pong").
+DEFAULT_WINDOW = 1
+# §8: these never time out; OctoPrint waits for their ok however long it takes.
+LONG_RUNNING_COMMANDS = frozenset(
+    {"G4", "G28", "G29", "G30", "G32", "M400", "M226", "M600", "M109", "M190", "M191", "M116"}
+)
+# §10.3: consecutive communication timeouts allowed before the printer is considered dead.
+MAX_TIMEOUTS_IDLE = 2
+MAX_TIMEOUTS_PRINTING = 5
+# §9: Marlin's kill message ends with this line; the lines before it belong to the same error.
+_KILL_MARKER = "kill() called"
 _TOOL_CHANGE = re.compile(r"T(\d+)\b")
 _LINE_NUMBER_RESET = re.compile(r"M110\s+N(\d+)\b")
+_GCODE = re.compile(r"[GMT]\d+", re.IGNORECASE)
+
+
+def command_code(command: str) -> str:
+    """The command word of a G-code command, upper-cased: ``g28 X`` → ``G28``; ``""`` for none."""
+    match = _GCODE.match(command)
+    return match.group(0).upper() if match is not None else ""
 
 
 class LocalProtocolError(Exception):
@@ -79,6 +97,14 @@ class ResendStats:
         return self.count * 100 // self.transmitted if self.transmitted else 0
 
 
+@dataclass(frozen=True)
+class FatalError:
+    """The firmware reported an error the host cannot recover from (§9): multi-line kill messages
+    joined with `` - ``. Emitted by ``receive_line`` or ``flush_error``."""
+
+    error: str
+
+
 @dataclass
 class _Replay:
     """A resend in progress: lines ``next_number`` up to the newest numbered line go out again."""
@@ -99,94 +125,156 @@ class MarlinHost:
     """What to send next, and what the firmware's answers mean for it.
 
     Feed every received line to ``receive_line`` and write whatever ``next_line_to_send`` returns
-    until it returns None; call it again after ``enqueue``, ``hello`` and ``receive_line``.
+    until it returns None; call it again after ``enqueue``, ``send_now``, ``hello``,
+    ``receive_line`` and ``handle_timeout``.
 
     ``printing`` is set by whoever streams a job: while it is true every command is numbered and
-    ``wait`` counts as an ok (§1, §2). ``queue_size`` bounds the commands waiting to be sent.
+    ``wait`` counts as an ok (§1, §2). ``job`` is where job lines come from: called whenever the
+    window has room and no other command is waiting, it returns the next command or None.
+    ``queue_size`` bounds the commands waiting to be sent; ``window`` is how many commands may wait
+    for their ``ok`` at once (§2, ``serial.ackMax``, default 1).
     """
 
-    def __init__(self, *, queue_size: int = 32) -> None:
+    def __init__(self, *, queue_size: int = 32, window: int = DEFAULT_WINDOW) -> None:
+        if window < 1:
+            raise ValueError(f"window must be at least 1, not {window}")
         self.printing = False
         self.current_tool = 0
         self.resends = ResendStats()
+        self.job: Callable[[], str | None] | None = None
+        self.sent_command: str | None = None
+        """The command of the line ``next_line_to_send`` returned last; None for a replayed line."""
         self._queue_size = queue_size
+        self._window = window
         self._queue: deque[str] = deque()
         self._history: dict[int, bytes] = {}
         self._next_number = 1
-        self._clear_to_send = True
-        self._priority: bytes | None = None
+        # Command words of the lines that still owe an ok, oldest first (§2).
+        self._in_flight: deque[str] = deque()
+        self._priority: deque[tuple[bytes, str]] = deque()
         self._replay: _Replay | None = None
         self._last_requested: int | None = None
         self._consecutive_requests = 0
+        self._consecutive_timeouts = 0
         self._firmware_seen = False
         self._report: _PendingReport | None = None
+        self._pending_error: list[str] = []
 
     @property
     def queued(self) -> int:
         """Commands waiting to be sent (not counting resends)."""
         return len(self._queue)
 
+    @property
+    def idle(self) -> bool:
+        """Nothing waits to be sent (job lines aside) and no line owes an ok."""
+        return not (self._queue or self._in_flight or self._priority or self._replay)
+
+    @property
+    def long_running(self) -> bool:
+        """A command that never times out (§8: ``G28``, ``M400``, heat-ups, ...) waits for its ok."""
+        return any(code in LONG_RUNNING_COMMANDS for code in self._in_flight)
+
+    @property
+    def has_pending_error(self) -> bool:
+        """A fatal error line arrived and more lines of it may follow; see ``flush_error``."""
+        return bool(self._pending_error)
+
     def hello(self) -> None:
         """Reset line numbers with ``N0 M110 N0`` and send it ahead of everything else (§1, §4).
 
         The line goes out next even if a command is in flight: on connect the firmware may have
         dropped an earlier hello while booting, so the adapter repeats this until an ``ok`` arrives.
+        Whatever was in flight before is forgotten: only the hello's ok is awaited.
         """
-        self._priority = self._reset_line_numbers(0, "M110 N0")
+        self._in_flight.clear()
+        self._priority.clear()
+        self._priority.append((self._reset_line_numbers(0, "M110 N0"), "M110"))
 
-    def enqueue(self, command: str) -> None:
+    def send_now(self, command: str, *, numbered: bool = True) -> None:
+        """Send ``command`` next, ahead of the queue and whether or not the window has room.
+
+        For what must jump the queue: ``M108`` to leave a heat-up wait, ``M112`` and the heaters-off
+        commands of an emergency stop (§10.4). ``numbered=False`` sends it plain (the first of the
+        two M112 OctoPrint sends).
+        """
+        command = _checked(command)
+        line = self._encode(command) if numbered else encode_plain(command)
+        self._priority.append((line, command))
+
+    def enqueue(self, command: str, *, bounded: bool = True) -> None:
         """Queue one G-code command (no line number, no checksum, no newline).
 
         Raises ``LocalProtocolError`` for a command that cannot be sent (empty, not ASCII, with a
         line break or a ``*``, which would end the checksummed part early) and ``CommandQueueFull``
-        when ``queue_size`` commands are already waiting.
+        when ``queue_size`` commands are already waiting. ``bounded=False`` is for the few
+        commands of the link's own scripts (pause, cancel, finish), which must not be refused.
         """
-        command = command.strip()
-        if not command or not command.isascii() or any(c in command for c in "\r\n*"):
-            raise LocalProtocolError(f"cannot send {command!r}: want one ASCII line without '*'")
-        if len(self._queue) >= self._queue_size:
+        command = _checked(command)
+        if bounded and len(self._queue) >= self._queue_size:
             raise CommandQueueFull(f"{len(self._queue)} commands already waiting")
         self._queue.append(command)
 
     def next_line_to_send(self) -> bytes | None:
-        """The next line to write, or None while the firmware owes an ok or nothing is queued (§2)."""
-        if self._priority is not None:
-            line, self._priority = self._priority, None
-        elif not self._clear_to_send:
+        """The next line to write, or None while the window is full or nothing is waiting (§2)."""
+        self.sent_command = None
+        if self._priority:
+            line, command = self._priority.popleft()
+            self.sent_command = command
+        elif len(self._in_flight) >= self._window:
             return None
         elif self._replay is not None:
-            line = self._replay_next(self._replay)
+            line, command = self._replay_next(self._replay), ""
         elif self._queue:
-            line = self._encode(self._queue.popleft())
+            command = self._queue.popleft()
+            line = self._encode(command)
+            self.sent_command = command
+        elif self.job is not None and (job_command := self.job()) is not None:
+            command = _checked(job_command)
+            line = self._encode(command)
+            self.sent_command = command
         else:
             return None
-        # §2: serial.ackMax = 1, each line consumes the clear-to-send.
-        self._clear_to_send = False
         self.resends.transmitted += 1
+        if not command.startswith("!!"):
+            # §2: each G-code consumes a clear-to-send; "!!DEBUG:" lines need no ok.
+            self._in_flight.append(command_code(command) if command else "")
         return line
 
-    def receive_line(self, line: str) -> list[ReceivedLine | FirmwareReport]:
+    def receive_line(self, line: str) -> list[ReceivedLine | FirmwareReport | FatalError]:
         """Take one received line (stripped); return what it means, in order.
 
         The result ends with the parsed line. It is preceded by a ``FirmwareReport`` when this line
-        ends an M115 capability report. Raises ``RemoteProtocolError`` when the firmware asks for a
-        line that cannot be resent.
+        ends an M115 capability report, and by a ``FatalError`` when it ends a fatal error message
+        (the error's last line, or the first line after it). Raises ``RemoteProtocolError`` when
+        the firmware asks for a line that cannot be resent.
         """
         parsed = parse_line(line, current_tool=self.current_tool)
-        results: list[ReceivedLine | FirmwareReport] = []
+        results: list[ReceivedLine | FirmwareReport | FatalError] = []
+        self._consecutive_timeouts = 0
         if self._report is not None and not isinstance(parsed, Capability):
             # §6: "The host ends the capability report at the first line that is not Cap:".
             report, self._report = self._report, None
             results.append(FirmwareReport(report.name, report.data, report.capabilities))
+        fatal = isinstance(parsed, ErrorLine) and classify_error(parsed.text) is ErrorKind.FATAL
+        if self._pending_error and not fatal:
+            results.append(FatalError(" - ".join(self._pending_error)))
+            self._pending_error.clear()
         match parsed:
             case Ok():
-                self._clear_to_send = True
+                self._acknowledge()
             case Wait() if self.printing:
                 # §2: wait counts as an ok only while printing (supportWait).
-                self._clear_to_send = True
-            case ErrorLine(text) if text.lower().startswith(_RECOVERABLE_ERRORS):
+                self._acknowledge()
+            case ErrorLine(text) if fatal:
+                # §9: Marlin's kill messages span several lines, joined with " - ".
+                self._pending_error.append(text)
+                if _KILL_MARKER in text:
+                    results.append(FatalError(" - ".join(self._pending_error)))
+                    self._pending_error.clear()
+            case ErrorLine(text) if classify_error(text) is ErrorKind.RECOVERABLE:
                 # §9: recoverable communication error: no resend request follows, simulate an ok.
-                self._clear_to_send = True
+                self._acknowledge()
             case ResendRequest(number):
                 self._request_resend(number)
             case FirmwareData(name, data):
@@ -196,6 +284,47 @@ class MarlinHost:
                 self._report.capabilities[name] = enabled
         results.append(parsed)
         return results
+
+    def flush_error(self) -> FatalError | None:
+        """End a fatal error message whose further lines did not come (the firmware went silent)."""
+        if not self._pending_error:
+            return None
+        error = FatalError(" - ".join(self._pending_error))
+        self._pending_error.clear()
+        return error
+
+    def handle_timeout(self) -> str:
+        """The firmware said nothing for a whole communication timeout (§10.3); returns what was done.
+
+        A long-running command (§8) never times out. Otherwise the timeout counts, and the host acts
+        as if the lost ``ok`` had come; while printing it also sends ``M105`` to provoke an answer.
+        Raises ``RemoteProtocolError`` (reason ``timeout``) after too many timeouts in a row.
+        """
+        if self.long_running:
+            return "Timeout while a long-running command is active, waiting for it to finish."
+        self._consecutive_timeouts += 1
+        limit = MAX_TIMEOUTS_PRINTING if self.printing else MAX_TIMEOUTS_IDLE
+        if self._consecutive_timeouts > limit:
+            raise RemoteProtocolError(
+                "Too many consecutive timeouts, printer still connected and alive?", "timeout"
+            )
+        self._acknowledge()
+        if self.printing:
+            self._queue.appendleft("M105")
+            return "Communication timeout while printing, trying to trigger response from printer."
+        return "Communication timeout while idle, trying to trigger response from printer."
+
+    def emergency_lines(self) -> list[bytes]:
+        """What OctoPrint writes on an emergency stop (§9, §10.4): ``M112`` plain and numbered, then
+        every heater off. For writing straight to the port, bypassing queue and window."""
+        lines = [encode_plain("M112"), self._encode("M112")]
+        lines += [self._encode(f"M104 T{tool} S0") for tool in range(self.current_tool + 1)]
+        lines.append(self._encode("M140 S0"))
+        return lines
+
+    def _acknowledge(self) -> None:
+        if self._in_flight:
+            self._in_flight.popleft()
 
     def _request_resend(self, number: int) -> None:
         # §3 rule 1: a request for a line not sent yet is ignored ...
@@ -237,13 +366,16 @@ class MarlinHost:
         return line
 
     def _encode(self, command: str) -> bytes:
+        if command.startswith("!!"):
+            # §2, §11.6: "!!DEBUG:" lines are not G-code; they go plain and need no ok.
+            return encode_plain(command)
         if tool := _TOOL_CHANGE.match(command):
             # §5: a bare T: temperature belongs to the tool selected last.
             self.current_tool = int(tool.group(1))
         if reset := _LINE_NUMBER_RESET.match(command):
             return self._reset_line_numbers(int(reset.group(1)), command)
         # §1: M110 always numbered; everything while printing or before the M115 reply was seen.
-        if not (self.printing or not self._firmware_seen or command.split()[0] == "M110"):
+        if not (self.printing or not self._firmware_seen or command_code(command) == "M110"):
             return encode_plain(command)
         line = self._number(self._next_number, command)
         self._next_number += 1
@@ -264,3 +396,10 @@ class MarlinHost:
         self._history[number] = line
         self._history.pop(number - HISTORY_SIZE, None)
         return line
+
+
+def _checked(command: str) -> str:
+    command = command.strip()
+    if not command or not command.isascii() or any(c in command for c in "\r\n*"):
+        raise LocalProtocolError(f"cannot send {command!r}: want one ASCII line without '*'")
+    return command

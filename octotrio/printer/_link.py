@@ -1,37 +1,77 @@
 """The printer link: a trio service speaking Marlin on a serial port.
 
-A reader task turns bytes into lines and feeds them to the sans-IO ``MarlinHost``; a writer task
-sends whatever the host releases; a third task runs the conversation (handshake, M115, temperature
-reporting). Reader and writer meet only in the host, plus an event that wakes the writer. What
-happens is reported as ``PrinterEvent``\\ s on a bounded memory channel. Section numbers (§n) refer
-to ``shared/reference/marlin-serial.md``.
+``PrinterService`` is the controller the rest of the server drives: it connects and disconnects
+ports at any time, each connection a ``PrinterLink`` task in the service's own nursery. Within a
+connection, a reader task turns bytes into lines and feeds them to the sans-IO ``MarlinHost``; a
+writer task sends whatever the host releases; a conversation task runs the handshake, M115 and
+temperature reporting; a watchdog handles communication timeouts; and while a job runs, a job task
+drives it through its states while a file reader feeds the ``JobStreamer``. Reader, writer and job
+meet only in the host and the streamer, plus events that wake them. What happens is reported as
+``PrinterEvent``\\ s on a bounded memory channel. Section numbers (§n) refer to
+``shared/reference/marlin-serial.md``.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+import math
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 import trio
 import trio_serial
 
 from ._events import (
+    ActionCommand,
     CommState,
     Connected,
     Connecting,
     Disconnected,
+    Disconnecting,
     FirmwareInfo,
     FirmwareMessage,
+    GcodeSent,
+    JobCancelled,
+    JobCancelling,
+    JobFailed,
+    JobFile,
+    JobFinished,
+    JobPaused,
+    JobProgress,
+    JobResumed,
+    JobStarted,
     LinkError,
+    Position,
+    PositionReported,
     PrinterEvent,
+    PrinterReset,
     Reading,
     StateChanged,
     TemperatureReport,
     TerminalLine,
 )
-from ._host import CommandQueueFull, FirmwareReport, MarlinHost, RemoteProtocolError, ResendStats
-from ._protocol import LineSplitter, Ok, TemperatureLine
+from ._host import (
+    CommandQueueFull,
+    FatalError,
+    FirmwareReport,
+    MarlinHost,
+    RemoteProtocolError,
+    ResendStats,
+)
+from ._job import READ_CHUNK_SIZE, JobStreamer, ZTracker, event_gcode
+from ._protocol import (
+    Action,
+    Busy,
+    LineSplitter,
+    Ok,
+    PositionLine,
+    Start,
+    TargetTemperature,
+    TemperatureLine,
+    parse_position,
+)
 
 # §4: the firmware prints its banner on open and may drop what arrives meanwhile; OctoPrint
 # repeats the hello until an ok comes back.
@@ -41,17 +81,45 @@ HELLO_INTERVAL = 2.0
 POLL_INTERVAL = 5.0
 POLL_INTERVAL_HEATING = 2.0
 HEATING_ABOVE = 25.0
-# §5: "with Cap:AUTOREPORT_TEMP:1 the host sends M155 S<2>".
+# §5: "with Cap:AUTOREPORT_TEMP:1 the host sends M155 S<2>"; AUTOREPORT_SD_STATUS → M27 S1.
 AUTOREPORT_COMMAND = "M155 S2"
+SD_AUTOREPORT_COMMAND = "M27 S1"
+# §8: with BUSY_PROTOCOL the host sends M113 S<communicationBusy - 1> and waits communicationBusy.
+BUSY_PROTOCOL_COMMAND = "M113 S2"
+# §10.3: communication timeout without an ok, and the shorter one with the busy protocol.
+COMMUNICATION_TIMEOUT = 30.0
+COMMUNICATION_TIMEOUT_BUSY = 3.0
+# §9: a kill message's lines arrive together; a fatal error line with nothing after it within this
+# time is the whole message.
+ERROR_JOIN_WINDOW = 0.2
+# JobProgress at most this often: progress is for people, who need no more than a few per second.
+PROGRESS_INTERVAL = 0.25
+# §10.4: what the host sends after a cancel.
+AFTER_CANCEL_SCRIPT = ("M84", "M104 T0 S0", "M140 S0", "M106 S0")
 # Commands ``send_command`` accepts before the firmware catches up. The host queue has room for
-# one more: the link's own M155 must fit even when a user filled the queue.
+# more: the link's own M155 and scripts must fit even when a user filled the queue.
 COMMAND_QUEUE_SIZE = 32
 # Marlin lines are short (the longest are M115 and M20 lines, a few hundred bytes); anything
 # longer is a device talking garbage and is cut (see LineSplitter).
 MAX_LINE_LENGTH = 1024
 RECEIVE_SIZE = 4096
 # Closing a serial port does not wait for the device; the bound only guards against a stuck driver.
+# Writing the emergency-stop lines before closing is bounded the same way.
 CLOSE_TIMEOUT = 1.0
+# §6 / OctoPrint's heater names → the command that sets their target.
+_HEATER = {"bed": "M140 S{target:g}", "chamber": "M141 S{target:g}"}
+
+_PRINTING_STATES = frozenset(
+    {
+        CommState.STARTING,
+        CommState.PRINTING,
+        CommState.PAUSING,
+        CommState.PAUSED,
+        CommState.RESUMING,
+        CommState.CANCELLING,
+        CommState.FINISHING,
+    }
+)
 
 
 class PrinterDisconnected(Exception):
@@ -60,27 +128,82 @@ class PrinterDisconnected(Exception):
 
 
 class PrinterNotOperational(Exception):
-    """``send_command`` was called before the handshake completed or after the link ended."""
+    """A command or job control came while the printer cannot take it: not connected, not yet
+    operational, or (for job controls) not in a state that allows it. The message says which;
+    the REST layer answers it with 409 Conflict."""
+
+
+class _FirmwareFatal(Exception):
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+@dataclass
+class _Failure:
+    """Why a connection ended with an error."""
+
+    error: str
+    link_error: LinkError | None
+    emergency: bool = False
+    """Send M112 and heaters off before closing (§9)."""
+
+
+@dataclass
+class _Job:
+    path: Path
+    file: JobFile
+    streamer: JobStreamer
+    started_at: float = 0.0
+    request: str | None = None
+    reader_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    reader_wakeup: trio.Event = field(default_factory=trio.Event)
+    read_error: str | None = None
 
 
 class PrinterLink:
-    """Handle on a running printer link; ``nursery.start(run_printer_link, ...)`` returns it.
+    """One connection to a printer; ``nursery.start(run_printer_link, ...)`` returns it.
 
-    Use ``send_command`` to queue G-code. The link's life is the ``run_printer_link`` task: cancel
-    that to disconnect.
+    Use ``send_command`` to queue G-code and the job methods to print. The link's life is the
+    ``run_printer_link`` task: ``disconnect()`` ends it politely, cancelling the task ends it at once.
+    ``ended`` is set when the task is done. Most callers use ``PrinterService`` instead.
     """
 
-    def __init__(self, port: str, baudrate: int, events: trio.MemorySendChannel[PrinterEvent]) -> None:
+    def __init__(
+        self, port: str, baudrate: int, events: trio.MemorySendChannel[PrinterEvent], *, window: int = 1
+    ) -> None:
         self.port = port
         self.baudrate = baudrate
+        self.ended = trio.Event()
         self._events = events
-        self._host = MarlinHost(queue_size=COMMAND_QUEUE_SIZE + 1)
+        self._host = MarlinHost(queue_size=COMMAND_QUEUE_SIZE + 8, window=window)
+        self._state = CommState.OFFLINE
         self._operational = False
         self._writer_wakeup = trio.Event()
+        self._job_wakeup = trio.Event()
         self._handshake_answered = trio.Event()
         self._firmware_reported = trio.Event()
-        self._autoreport = False
+        self._capabilities: Mapping[str, bool] = {}
         self._readings: Mapping[str, Reading] = {}
+        self._repetier_targets: dict[str, float] = {}
+        self._timeout = COMMUNICATION_TIMEOUT
+        self._last_received = -math.inf
+        self._error_wakeup = trio.Event()
+        self._z = ZTracker()
+        self._position = Position()
+        self._position_for_job = False
+        self._job: _Job | None = None
+        self._serve_scope = trio.CancelScope()
+        self._nursery: trio.Nursery | None = None
+        self._stop: _Failure | None = None
+        self._disconnect_requested = False
+
+    # -- what the outside sees ----------------------------------------------------------------------
+
+    @property
+    def state(self) -> CommState:
+        """The state last reported with ``StateChanged``."""
+        return self._state
 
     @property
     def operational(self) -> bool:
@@ -98,61 +221,184 @@ class PrinterLink:
         Raises ``PrinterNotOperational`` unless the link is operational, ``CommandQueueFull`` when
         ``COMMAND_QUEUE_SIZE`` commands are already waiting (retry later; the firmware acknowledges
         one command at a time), and ``LocalProtocolError`` for a command that cannot be sent.
+        ``M112`` is an emergency stop (see ``emergency_stop``).
         """
-        if not self._operational:
-            raise PrinterNotOperational(f"printer on {self.port} is not operational")
+        self._require_operational()
+        if command.strip().upper() == "M112":
+            self.emergency_stop()
+            return
         if self._host.queued >= COMMAND_QUEUE_SIZE:
             raise CommandQueueFull(f"{COMMAND_QUEUE_SIZE} commands already waiting for {self.port}")
         self._host.enqueue(command)
         self._writer_wakeup.set()
 
+    def send_commands(self, commands: Iterable[str]) -> None:
+        """Queue several commands in order; all or none (same errors as ``send_command``)."""
+        commands = [command.strip() for command in commands]
+        self._require_operational()
+        if self._host.queued + len(commands) > COMMAND_QUEUE_SIZE:
+            raise CommandQueueFull(f"no room for {len(commands)} more commands for {self.port}")
+        for command in commands:
+            self.send_command(command)
+
+    def set_temperature(self, heater: str, target: float) -> None:
+        """Set the target of ``heater`` (``tool<n>``, ``bed`` or ``chamber``) in °C; 0 turns it off.
+
+        Raises ``ValueError`` for an unknown heater name, else as ``send_command``.
+        """
+        if heater.startswith("tool") and heater[4:].isdigit():
+            command = f"M104 T{int(heater[4:])} S{target:g}"
+        elif heater in _HEATER:
+            command = _HEATER[heater].format(target=target)
+        else:
+            raise ValueError(f"unknown heater {heater!r}")
+        self.send_command(command)
+
+    def emergency_stop(self) -> None:
+        """Send ``M112`` and turn the heaters off at once, then close the port (§9, §10.4).
+
+        Events: ``GcodeSent("M112")`` (OctoPrint's ``EStop``), ``JobFailed`` if a job ran,
+        ``StateChanged(ERROR)``, ``Disconnected``, ``StateChanged(CLOSED_WITH_ERROR)``. The firmware
+        halts on M112; connect again to go on (a real board resets when the port is opened).
+        """
+        self._require_operational()
+        self._end(_Failure("Emergency stop", None, emergency=True))
+
+    def disconnect(self) -> None:
+        """Close the port politely: ``Disconnecting``, ``JobFailed`` if a job ran, ``Disconnected``,
+        ``StateChanged(OFFLINE)``. Returns at once; ``ended`` is set when it is done."""
+        if self._disconnect_requested or self.ended.is_set():
+            return
+        self._disconnect_requested = True
+        self._serve_scope.cancel()
+
+    def start_print(self, file: JobFile, local_path: Path) -> None:
+        """Stream the G-code file at ``local_path`` (described by ``file``) to the printer; returns at once.
+
+        Events: ``StateChanged(STARTING)``, ``JobStarted``, ``StateChanged(PRINTING)``, then
+        ``JobProgress`` a few times per second, ``ZChanged`` and ``GcodeSent`` as moves and special
+        commands go out, and at the end ``StateChanged(FINISHING)``, ``JobFinished``,
+        ``StateChanged(OPERATIONAL)``. A file that cannot be read gives ``LinkError`` with reason
+        ``start_print`` (before any line was sent) or ``JobFailed``. Raises ``PrinterNotOperational``
+        unless the printer is operational and idle.
+        """
+        if self._state is not CommState.OPERATIONAL or self._job is not None or self._nursery is None:
+            raise PrinterNotOperational("Printer is not operational or already printing")
+        job = _Job(local_path, file, JobStreamer(file.size or 0))
+        self._job = job
+        self._nursery.start_soon(self._run_job, job)
+
+    def pause(self) -> None:
+        """Pause the job: ``StateChanged(PAUSING)``, ``M400`` then ``M114``, ``JobPaused`` with the
+        reported position, ``PositionReported(reason="pause")``, ``StateChanged(PAUSED)``."""
+        self._request_job("pause", CommState.STARTING, CommState.PRINTING, CommState.RESUMING)
+
+    def resume(self) -> None:
+        """Resume a paused job: ``StateChanged(RESUMING)``, ``JobResumed``, ``StateChanged(PRINTING)``."""
+        self._request_job("resume", CommState.PAUSED, CommState.PAUSING)
+
+    def cancel(self) -> None:
+        """Cancel the job: ``JobCancelling``, ``StateChanged(CANCELLING)``, ``M108`` and the after-cancel
+        script (§10.4), ``JobCancelled``, ``StateChanged(OPERATIONAL)``."""
+        self._request_job("cancel", *_PRINTING_STATES - {CommState.CANCELLING})
+
+    def restart(self) -> None:
+        """Start a paused job again from the beginning of its file: ``StateChanged(STARTING)``,
+        ``JobStarted``, ``StateChanged(PRINTING)``."""
+        self._request_job("restart", CommState.PAUSED)
+
+    def _request_job(self, request: str, *allowed: CommState) -> None:
+        job = self._job
+        if job is None or self._state not in allowed:
+            raise PrinterNotOperational(f"cannot {request}: the printer is {self._state.value.lower()}")
+        if job.request != "cancel":
+            job.request = request
+        self._job_wakeup.set()
+
+    def _require_operational(self) -> None:
+        if not self._operational:
+            raise PrinterNotOperational(f"printer on {self.port} is not operational")
+
+    def _end(self, failure: _Failure) -> None:
+        if self._stop is None:
+            self._stop = failure
+        self._serve_scope.cancel()
+
+    # -- the connection ---------------------------------------------------------------------------------
+
     async def _run(self) -> None:
         await self._emit(Connecting(self.port, self.baudrate))
-        await self._emit(StateChanged(CommState.OPEN_SERIAL))
+        await self._set_state(CommState.OPEN_SERIAL)
         stream: trio.abc.Stream | None = None
-        reported = False
+        finished = False
         try:
-            try:
-                stream = await _open_serial(self.port, self.baudrate)
-            except PrinterDisconnected as exc:
-                failure = LinkError(str(exc), "connection")
-            else:
-                await self._emit(StateChanged(CommState.CONNECTING))
-                failure = await self._serve(stream)
+            with self._serve_scope:
+                try:
+                    stream = await _open_serial(self.port, self.baudrate)
+                except PrinterDisconnected as exc:
+                    self._end(_Failure(str(exc), LinkError(str(exc), "connection")))
+                else:
+                    await self._set_state(CommState.CONNECTING)
+                    await self._serve(stream)
             self._operational = False
-            await self._emit(StateChanged(CommState.ERROR, failure.error))
-            await self._emit(failure)
-            reported = True
+            await self._after_connection(stream)
+            finished = True
         finally:
             self._operational = False
             if stream is not None:
                 await _close(stream)
-            if not reported:
+            if not finished:
                 # Cancelled (shutdown): say so if the channel has room, but never wait for it.
                 self._emit_nowait(Disconnected())
                 self._emit_nowait(StateChanged(CommState.OFFLINE))
-        await self._emit(Disconnected())
-        await self._emit(StateChanged(CommState.CLOSED_WITH_ERROR, failure.error))
+            self.ended.set()
 
-    async def _serve(self, stream: trio.abc.Stream) -> LinkError:
-        """Run reader, writer and conversation until one of them fails; return the failure."""
-        failures: list[LinkError] = []
+    async def _after_connection(self, stream: trio.abc.Stream | None) -> None:
+        """Report how the connection ended; on an emergency, first stop the printer (§9)."""
+        failure = self._stop
+        job, self._job = self._job, None
+        if failure is None:
+            await self._emit(Disconnecting())
+            if job is not None:
+                await self._emit(self._job_failed(job, "Printer disconnected"))
+            await self._emit(Disconnected())
+            await self._set_state(CommState.OFFLINE)
+            return
+        if failure.link_error is not None:
+            await self._set_state(CommState.ERROR, failure.error)
+            await self._emit(failure.link_error)
+        if failure.emergency:
+            if stream is not None:
+                await _write_emergency_lines(stream, self._host.emergency_lines())
+            await self._emit(GcodeSent("M112"))
+        if job is not None:
+            await self._emit(self._job_failed(job, failure.error))
+        if failure.link_error is None:
+            await self._set_state(CommState.ERROR, failure.error)
+        await self._emit(Disconnected())
+        await self._set_state(CommState.CLOSED_WITH_ERROR, failure.error)
+
+    async def _serve(self, stream: trio.abc.Stream) -> None:
+        """Run reader, writer, conversation and watchdogs until one fails or the scope is cancelled."""
 
         async def until_failure(task: Callable[[], Awaitable[None]]) -> None:
             try:
                 await task()
             except PrinterDisconnected as exc:
-                failures.append(LinkError(str(exc), "connection"))
-                nursery.cancel_scope.cancel()
+                self._end(_Failure(str(exc), LinkError(str(exc), "connection")))
             except RemoteProtocolError as exc:
-                failures.append(LinkError(exc.error, exc.reason, "disconnect"))
-                nursery.cancel_scope.cancel()
+                self._end(_Failure(exc.error, LinkError(exc.error, exc.reason, "disconnect")))
+            except _FirmwareFatal as exc:
+                error = LinkError(exc.error, "firmware", "emergency")
+                self._end(_Failure(exc.error, error, emergency=True))
 
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             nursery.start_soon(until_failure, partial(self._read, stream))
             nursery.start_soon(until_failure, partial(self._write, stream))
             nursery.start_soon(until_failure, self._converse)
-        return failures[0]
+            nursery.start_soon(until_failure, self._watch_timeouts)
+            nursery.start_soon(until_failure, self._watch_errors)
 
     async def _read(self, stream: trio.abc.Stream) -> None:
         splitter = LineSplitter(MAX_LINE_LENGTH)
@@ -162,13 +408,19 @@ class PrinterLink:
                     await self._handle_line(line)
 
     async def _handle_line(self, line: str) -> None:
+        self._last_received = trio.current_time()
         await self._emit(TerminalLine(f"Recv: {line}"))
         results = self._host.receive_line(line)
         self._writer_wakeup.set()
+        self._job_wakeup.set()
+        if self._host.has_pending_error:
+            self._error_wakeup.set()
         for result in results:
             match result:
+                case FatalError(error):
+                    raise _FirmwareFatal(error)
                 case FirmwareReport(name, data, capabilities):
-                    self._autoreport = capabilities.get("AUTOREPORT_TEMP", False)
+                    self._capabilities = capabilities
                     self._firmware_reported.set()
                     await self._emit(FirmwareInfo(name, data, capabilities))
                 case Ok(data, readings):
@@ -177,15 +429,69 @@ class PrinterLink:
                         await self._emit(FirmwareMessage(line))
                     if readings:
                         await self._report_temperatures(readings)
+                    elif (position := parse_position(data)) is not None:
+                        await self._report_position(position)
+                case PositionLine(position):
+                    await self._emit(FirmwareMessage(line))
+                    await self._report_position(position)
                 case TemperatureLine(readings):
                     await self._emit(FirmwareMessage(line))
                     await self._report_temperatures(readings)
+                case TargetTemperature(sensor, target):
+                    # §5 Repetier style: the target comes alone and applies to later reports.
+                    self._repetier_targets[sensor] = target
+                    await self._emit(FirmwareMessage(line))
+                case Busy():
+                    # §8: busy resets the timeout (done above for every line), it is no ok.
+                    await self._emit(FirmwareMessage(line))
+                case Start() if self._operational:
+                    await self._emit(FirmwareMessage(line))
+                    await self._external_reset()
+                case Action(name, args):
+                    await self._emit(FirmwareMessage(line))
+                    self._act(name)
+                    await self._emit(ActionCommand(name, args))
                 case _:
                     await self._emit(FirmwareMessage(line))
 
+    def _act(self, name: str) -> None:
+        """§10.1: the action commands the host acts on; a job control that does not apply is ignored."""
+        controls: dict[str, Callable[[], None]] = {
+            "pause": self.pause,
+            "resume": self.resume,
+            "cancel": self.cancel,
+            "disconnect": self.disconnect,
+        }
+        if name in controls:
+            with contextlib.suppress(PrinterNotOperational):
+                controls[name]()
+
+    async def _external_reset(self) -> None:
+        """§10.2: the firmware rebooted: new line numbers, autoreports again, any print cancelled."""
+        job = self._job
+        self._host.hello()
+        self._enable_autoreports()
+        if job is not None and self._state is not CommState.CANCELLING:
+            job.request = "cancel"
+            self._job_wakeup.set()
+        await self._emit(PrinterReset(idle=job is None))
+
     async def _report_temperatures(self, readings: Mapping[str, Reading]) -> None:
+        if self._repetier_targets:
+            readings = {
+                name: Reading(r.actual, self._repetier_targets[name])
+                if r.target is None and name in self._repetier_targets
+                else r
+                for name, r in readings.items()
+            }
         self._readings = readings
         await self._emit(TemperatureReport(readings))
+
+    async def _report_position(self, position: Position) -> None:
+        self._position = Position(position.x, position.y, position.z, position.e, self._host.current_tool)
+        if self._position_for_job:
+            return
+        await self._emit(PositionReported(self._position, None))
 
     async def _write(self, stream: trio.abc.Stream) -> None:
         while True:
@@ -194,8 +500,14 @@ class PrinterLink:
                 await self._writer_wakeup.wait()
                 self._writer_wakeup = trio.Event()
                 continue
+            command = self._host.sent_command
             await self._emit(TerminalLine(f"Send: {line.decode('ascii').rstrip()}"))
             await _send(stream, line)
+            if command:
+                if (code := event_gcode(command)) is not None:
+                    await self._emit(GcodeSent(code))
+                if (z := self._z.observe(command)) is not None:
+                    await self._emit(z)
 
     async def _converse(self) -> None:
         # §4: hello until the firmware answers, then Operational and M115.
@@ -207,13 +519,15 @@ class PrinterLink:
         self._host.enqueue("M115")
         self._writer_wakeup.set()
         self._operational = True
-        await self._emit(StateChanged(CommState.OPERATIONAL))
+        await self._set_state(CommState.OPERATIONAL)
         await self._emit(Connected(self.port, self.baudrate))
         with trio.move_on_after(POLL_INTERVAL):
             await self._firmware_reported.wait()
-        if self._autoreport:
-            self._host.enqueue(AUTOREPORT_COMMAND)
-            self._writer_wakeup.set()
+        if self._capabilities.get("BUSY_PROTOCOL", False):
+            self._host.enqueue(BUSY_PROTOCOL_COMMAND, bounded=False)
+            self._timeout = COMMUNICATION_TIMEOUT_BUSY
+        self._enable_autoreports()
+        if self._capabilities.get("AUTOREPORT_TEMP", False):
             return
         while True:
             # A full queue means the firmware is busy; skip this poll rather than pile up M105s.
@@ -222,6 +536,212 @@ class PrinterLink:
                 self._writer_wakeup.set()
             heating = any(r.target is not None and r.target > HEATING_ABOVE for r in self._readings.values())
             await trio.sleep(POLL_INTERVAL_HEATING if heating else POLL_INTERVAL)
+
+    def _enable_autoreports(self) -> None:
+        # §5: autoreport what the firmware offers; SD status polling is only for SD prints, which
+        # this host does not start.
+        if self._capabilities.get("AUTOREPORT_TEMP", False):
+            self._host.enqueue(AUTOREPORT_COMMAND, bounded=False)
+        if self._capabilities.get("AUTOREPORT_SD_STATUS", False):
+            self._host.enqueue(SD_AUTOREPORT_COMMAND, bounded=False)
+        self._writer_wakeup.set()
+
+    async def _watch_timeouts(self) -> None:
+        """§10.3: act when the firmware said nothing for a whole communication timeout."""
+        self._last_received = trio.current_time()
+        while True:
+            await trio.sleep_until(self._last_received + self._timeout)
+            now = trio.current_time()
+            if now < self._last_received + self._timeout:
+                continue
+            self._last_received = now
+            message = self._host.handle_timeout()
+            self._writer_wakeup.set()
+            await self._emit(TerminalLine(message))
+
+    async def _watch_errors(self) -> None:
+        """§9: a fatal error whose further lines do not come within ERROR_JOIN_WINDOW is complete."""
+        while True:
+            await self._error_wakeup.wait()
+            self._error_wakeup = trio.Event()
+            await trio.sleep(ERROR_JOIN_WINDOW)
+            if (error := self._host.flush_error()) is not None:
+                raise _FirmwareFatal(error.error)
+
+    # -- jobs -----------------------------------------------------------------------------------------------
+
+    async def _run_job(self, job: _Job) -> None:
+        """The job task: runs in the connection's nursery, so it ends with the connection.
+
+        Cancellation (the connection ended) leaves ``self._job`` set, so that the connection's end
+        can report the job as failed.
+        """
+        host = self._host
+        unreadable: str | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self._read_job_file, job)
+                await self._start_job(job)
+                await self._drive_job(job, nursery)
+                nursery.cancel_scope.cancel()
+        except* OSError as group:
+            unreadable = f"Cannot read {job.path}: {group.exceptions[0]}"
+        finally:
+            host.job = None
+            host.printing = False
+            self._position_for_job = False
+        if unreadable is not None:
+            self._job = None
+            await self._emit(LinkError(unreadable, "start_print"))
+            await self._set_state(CommState.OPERATIONAL)
+
+    async def _read_job_file(
+        self, job: _Job, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Feed the file to the streamer in chunks as it drains; the reads run in a thread.
+
+        Reports started once the file is open (``OSError`` if it cannot be). A read error later
+        is recorded in ``job.read_error`` for the job task. A restart cancels ``job.reader_scope``
+        and gives the job a new streamer, so a chunk this reader still holds goes nowhere.
+        """
+        streamer = job.streamer
+        with job.reader_scope:
+            async with await trio.open_file(job.path, "rb") as file:
+                task_status.started()
+                try:
+                    while True:
+                        while not streamer.wants_data:
+                            await job.reader_wakeup.wait()
+                            job.reader_wakeup = trio.Event()
+                        chunk = await file.read(READ_CHUNK_SIZE)
+                        if chunk:
+                            streamer.feed(chunk)
+                        else:
+                            streamer.feed_eof()
+                        self._writer_wakeup.set()
+                        self._job_wakeup.set()
+                except OSError as exc:
+                    job.read_error = f"Reading {job.path} failed: {exc}"
+                    self._job_wakeup.set()
+
+    def _next_job_command(self, job: _Job) -> str | None:
+        command = job.streamer.next_command()
+        if job.streamer.wants_data:
+            job.reader_wakeup.set()
+        return command
+
+    async def _start_job(self, job: _Job) -> None:
+        host = self._host
+        await self._set_state(CommState.STARTING)
+        await self._emit(JobStarted(job.file))
+        # §10.4: a print starts with M110 N0, then file lines from N1, all numbered.
+        host.printing = True
+        host.enqueue("M110 N0", bounded=False)
+        self._z = ZTracker()
+        job.started_at = trio.current_time()
+        job.streamer.paused = False
+        host.job = partial(self._next_job_command, job)
+        self._writer_wakeup.set()
+        await self._set_state(CommState.PRINTING)
+
+    async def _drive_job(self, job: _Job, nursery: trio.Nursery) -> None:
+        """Follow requests and the streamer until the job is finished or cancelled."""
+        reported = -1
+        last_report = -math.inf
+        while True:
+            await self._job_wakeup.wait()
+            self._job_wakeup = trio.Event()
+            now = trio.current_time()
+            if job.read_error is not None:
+                self._job = None
+                await self._emit(self._job_failed(job, job.read_error))
+                await self._set_state(CommState.OPERATIONAL)
+                return
+            request, job.request = job.request, None
+            if request == "cancel":
+                await self._cancel_job(job)
+                return
+            if request == "pause" and self._state is CommState.PRINTING:
+                await self._pause_job(job)
+            elif request == "resume" and self._state is CommState.PAUSED:
+                await self._set_state(CommState.RESUMING)
+                await self._emit(JobResumed())
+                job.streamer.paused = False
+                self._writer_wakeup.set()
+                await self._set_state(CommState.PRINTING)
+            elif request == "restart" and self._state is CommState.PAUSED:
+                job.reader_scope.cancel()
+                job.streamer = JobStreamer(job.file.size or 0)
+                job.reader_scope = trio.CancelScope()
+                await nursery.start(self._read_job_file, job)
+                await self._start_job(job)
+            streamer = job.streamer
+            if streamer.filepos != reported and now - last_report >= PROGRESS_INTERVAL:
+                reported, last_report = streamer.filepos, now
+                await self._emit(JobProgress(streamer.filepos, now - job.started_at))
+            if self._state is CommState.PRINTING and streamer.exhausted and self._host.idle:
+                await self._finish_job(job)
+                return
+
+    async def _until_idle(self) -> None:
+        self._writer_wakeup.set()
+        while not self._host.idle:
+            await self._job_wakeup.wait()
+            self._job_wakeup = trio.Event()
+
+    async def _pause_job(self, job: _Job) -> None:
+        # §10.4: M400 (wait for the buffered moves), then M114; Paused after the M114 reply.
+        await self._set_state(CommState.PAUSING)
+        job.streamer.paused = True
+        self._position_for_job = True
+        self._host.enqueue("M400", bounded=False)
+        self._host.enqueue("M114", bounded=False)
+        await self._until_idle()
+        self._position_for_job = False
+        # A cancel that came meanwhile is handled by the next round of the job loop.
+        self._job_wakeup.set()
+        await self._emit(JobPaused(self._position, job.streamer.filepos))
+        await self._emit(PositionReported(self._position, "pause"))
+        await self._set_state(CommState.PAUSED)
+
+    async def _cancel_job(self, job: _Job) -> None:
+        host = self._host
+        await self._emit(JobCancelling())
+        await self._set_state(CommState.CANCELLING)
+        job.streamer.paused = True
+        host.job = None
+        # §10.4: M108 jumps the queue to end a heat-up wait, then the after-cancel script.
+        host.send_now("M108")
+        for command in AFTER_CANCEL_SCRIPT:
+            host.enqueue(command, bounded=False)
+        await self._until_idle()
+        host.printing = False
+        # octoprint-push.md §9.4: position logging on cancel is off by default, so all null.
+        self._job = None
+        await self._emit(JobCancelled(Position(), job.streamer.filepos, trio.current_time() - job.started_at))
+        await self._set_state(CommState.OPERATIONAL)
+
+    async def _finish_job(self, job: _Job) -> None:
+        print_time = trio.current_time() - job.started_at
+        await self._emit(JobProgress(job.streamer.size, print_time))
+        # §10.4: M400 on entering Finishing.
+        await self._set_state(CommState.FINISHING)
+        self._host.job = None
+        self._host.enqueue("M400", bounded=False)
+        await self._until_idle()
+        self._host.printing = False
+        self._job = None
+        await self._emit(JobFinished(trio.current_time() - job.started_at))
+        await self._set_state(CommState.OPERATIONAL)
+
+    def _job_failed(self, job: _Job, error: str) -> JobFailed:
+        return JobFailed(error, job.streamer.filepos, trio.current_time() - job.started_at)
+
+    # -- events ---------------------------------------------------------------------------------------------
+
+    async def _set_state(self, state: CommState, error: str = "") -> None:
+        self._state = state
+        await self._emit(StateChanged(state, error))
 
     async def _emit(self, event: PrinterEvent) -> None:
         # Waiting here is the intended backpressure: a slow consumer slows the reader, and the
@@ -238,6 +758,7 @@ async def run_printer_link(
     baudrate: int,
     events: trio.MemorySendChannel[PrinterEvent],
     *,
+    window: int = 1,
     task_status: trio.TaskStatus[PrinterLink] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Connect to the Marlin printer on serial ``port`` and talk to it until it goes away.
@@ -245,25 +766,183 @@ async def run_printer_link(
     Start it with ``link = await nursery.start(run_printer_link, port, baudrate, events)``. The
     handle is handed over at once, before the port is opened, so that a port that cannot be
     opened is reported like any other failure. ``send_command`` works once the link reported
-    ``StateChanged(OPERATIONAL)``.
+    ``StateChanged(OPERATIONAL)``. ``window`` is how many commands may await their ok (§2).
 
     Events go to ``events`` (bounded; the link waits when it is full): ``Connecting``,
     ``StateChanged`` OPEN_SERIAL, CONNECTING, OPERATIONAL, ``Connected``, ``FirmwareInfo``, and for
     every line ``TerminalLine`` (``Send: ...``/``Recv: ...``), ``FirmwareMessage`` (anything but a
-    plain ``ok``) and ``TemperatureReport``. Keep the receive end open while the link runs: a
-    closed receiver makes sends fail with ``trio.BrokenResourceError``. The caller owns ``events``.
+    plain ``ok``), ``TemperatureReport``, ``PositionReported``, ``ActionCommand``, ``PrinterReset``;
+    the job events as ``PrinterLink.start_print`` describes. Keep the receive end open while the
+    link runs: a closed receiver makes sends fail with ``trio.BrokenResourceError``. The caller owns
+    ``events``.
 
-    When the device disappears or the firmware's resend requests cannot be served, the link
-    sends ``StateChanged(ERROR)``, ``LinkError``, ``Disconnected``,
-    ``StateChanged(CLOSED_WITH_ERROR)`` and returns normally: the failure is never raised.
+    When the device disappears, the firmware's resend requests cannot be served, it stops answering
+    or reports a fatal error, the link sends ``StateChanged(ERROR)``, ``LinkError``, (``GcodeSent
+    ("M112")`` after a fatal firmware error, whose M112 and heaters-off lines are written first),
+    ``JobFailed`` if a job ran, ``Disconnected``, ``StateChanged(CLOSED_WITH_ERROR)`` and returns
+    normally: the failure is never raised.
 
-    On cancellation (disconnect or server shutdown) the port is closed, shielded and within
-    ``CLOSE_TIMEOUT``, and ``Disconnected`` and ``StateChanged(OFFLINE)`` are sent only if the
-    channel has room right away, so shutdown never waits for a slow consumer.
+    On cancellation (server shutdown) the port is closed, shielded and within ``CLOSE_TIMEOUT``, and
+    ``Disconnected`` and ``StateChanged(OFFLINE)`` are sent only if the channel has room right away,
+    so shutdown never waits for a slow consumer.
     """
-    link = PrinterLink(port, baudrate, events)
+    link = PrinterLink(port, baudrate, events, window=window)
     task_status.started(link)
     await link._run()
+
+
+class PrinterService:
+    """The printer controller: connect and disconnect at any time, drive jobs, send commands.
+
+    Start it with ``service = await nursery.start(run_printer_service, events)``; it runs until
+    cancelled, and each connection runs as a task in its own nursery. Every method other than
+    ``connect`` and ``disconnect`` returns at once and reports what happens as events; they raise
+    ``PrinterNotOperational`` (REST: 409) when the printer cannot take them now.
+    """
+
+    def __init__(
+        self,
+        events: trio.MemorySendChannel[PrinterEvent],
+        nursery: trio.Nursery,
+        *,
+        default_port: str | None,
+        default_baudrate: int,
+        window: int,
+    ) -> None:
+        self.default_port = default_port
+        """The port ``connect`` uses when given none (the built-in printer's pty, or ``--serial``)."""
+        self.default_baudrate = default_baudrate
+        self._events = events
+        self._nursery = nursery
+        self._window = window
+        self._link: PrinterLink | None = None
+        self._lock = trio.Lock()
+
+    @property
+    def link(self) -> PrinterLink | None:
+        """The current connection, if there is one (it may be ending)."""
+        return self._link
+
+    @property
+    def state(self) -> CommState:
+        """The connection's state (``OFFLINE`` without a connection; after an error, until the
+        next ``connect``, ``CLOSED_WITH_ERROR``)."""
+        return self._link.state if self._link is not None else CommState.OFFLINE
+
+    @property
+    def port(self) -> str | None:
+        """The port of the current (or last) connection."""
+        return self._link.port if self._link is not None else None
+
+    @property
+    def baudrate(self) -> int | None:
+        """The baud rate of the current (or last) connection."""
+        return self._link.baudrate if self._link is not None else None
+
+    @property
+    def operational(self) -> bool:
+        """True while connected and the firmware answers (printing included)."""
+        return self._link is not None and self._link.operational
+
+    @property
+    def resends(self) -> ResendStats:
+        """OctoPrint's ``resends`` counters of the current connection (zeros without one)."""
+        return self._link.resends if self._link is not None else ResendStats()
+
+    async def connect(self, port: str | None = None, baudrate: int | None = None) -> None:
+        """Open ``port`` at ``baudrate`` and start talking; a running connection is closed first.
+
+        None picks ``default_port`` / ``default_baudrate``; raises ``PrinterNotOperational`` when
+        there is no port to pick.
+        Returns once the connection task started (before the firmware answered): follow the
+        ``StateChanged`` events. A port that cannot be opened is reported as events
+        (``LinkError`` reason ``connection``). Cancellation while the old connection closes leaves
+        the service without a connection.
+        """
+        port = port if port is not None else self.default_port
+        if port is None:
+            raise PrinterNotOperational("No serial port to connect to")
+        baudrate = baudrate if baudrate is not None else self.default_baudrate
+        async with self._lock:
+            await self._disconnect()
+            self._link = await self._nursery.start(
+                partial(run_printer_link, port, baudrate, self._events, window=self._window)
+            )
+
+    async def disconnect(self) -> None:
+        """Close the connection politely (``Disconnecting`` … ``StateChanged(OFFLINE)``) and wait
+        until it is closed; nothing happens without a connection."""
+        async with self._lock:
+            await self._disconnect()
+
+    async def _disconnect(self) -> None:
+        link = self._link
+        if link is not None:
+            link.disconnect()
+            await link.ended.wait()
+
+    def send_command(self, command: str) -> None:
+        """See ``PrinterLink.send_command``."""
+        self._current().send_command(command)
+
+    def send_commands(self, commands: Iterable[str]) -> None:
+        """See ``PrinterLink.send_commands``."""
+        self._current().send_commands(commands)
+
+    def set_temperature(self, heater: str, target: float) -> None:
+        """See ``PrinterLink.set_temperature``."""
+        self._current().set_temperature(heater, target)
+
+    def emergency_stop(self) -> None:
+        """See ``PrinterLink.emergency_stop``."""
+        self._current().emergency_stop()
+
+    def start_print(self, file: JobFile, local_path: Path) -> None:
+        """See ``PrinterLink.start_print``."""
+        self._current().start_print(file, local_path)
+
+    def pause(self) -> None:
+        """See ``PrinterLink.pause``."""
+        self._current().pause()
+
+    def resume(self) -> None:
+        """See ``PrinterLink.resume``."""
+        self._current().resume()
+
+    def cancel(self) -> None:
+        """See ``PrinterLink.cancel``."""
+        self._current().cancel()
+
+    def restart(self) -> None:
+        """See ``PrinterLink.restart``."""
+        self._current().restart()
+
+    def _current(self) -> PrinterLink:
+        if self._link is None or self._link.ended.is_set():
+            raise PrinterNotOperational("Printer is not connected")
+        return self._link
+
+
+async def run_printer_service(
+    events: trio.MemorySendChannel[PrinterEvent],
+    *,
+    default_port: str | None = None,
+    default_baudrate: int = 115200,
+    window: int = 1,
+    task_status: trio.TaskStatus[PrinterService] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the printer controller until cancelled; ``nursery.start`` returns the ``PrinterService``.
+
+    Starts without a connection: call ``connect``. ``window`` is how many commands may await their
+    ok (§2, default 1). On cancellation the current connection is cancelled too, which closes its
+    port as ``run_printer_link`` describes.
+    """
+    async with trio.open_nursery() as nursery:
+        service = PrinterService(
+            events, nursery, default_port=default_port, default_baudrate=default_baudrate, window=window
+        )
+        task_status.started(service)
+        await trio.sleep_forever()
 
 
 async def _open_serial(port: str, baudrate: int) -> trio.abc.Stream:
@@ -290,6 +969,14 @@ async def _send(stream: trio.abc.Stream, line: bytes) -> None:
         await stream.send_all(line)
     except (OSError, trio.BrokenResourceError) as exc:
         raise PrinterDisconnected(f"Writing to the serial port failed: {exc}") from exc
+
+
+async def _write_emergency_lines(stream: trio.abc.Stream, lines: list[bytes]) -> None:
+    # §9: M112 and heaters off go out before the port closes, whatever the window says; the
+    # device may be gone already, which leaves nothing to do.
+    with trio.move_on_after(CLOSE_TIMEOUT, shield=True), contextlib.suppress(PrinterDisconnected):
+        for line in lines:
+            await _send(stream, line)
 
 
 async def _close(stream: trio.abc.Stream) -> None:

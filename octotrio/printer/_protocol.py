@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from functools import reduce
 from operator import xor
 
-from ._events import Reading
+from ._events import Position, Reading
 
 # ---------------------------------------------------------------------------------------------
 # Encoding (§1)
@@ -168,6 +169,21 @@ class TemperatureLine:
 
 
 @dataclass(frozen=True)
+class TargetTemperature:
+    """Repetier's separate target line: ``TargetExtr0:200`` → ``tool0``, ``TargetBed:60`` → ``bed`` (§5)."""
+
+    sensor: str
+    target: float
+
+
+@dataclass(frozen=True)
+class PositionLine:
+    """A position report without a leading ``ok``: ``X:0.00 Y:0.00 Z:0.00 E:0.00 Count: ...`` (§7)."""
+
+    position: Position
+
+
+@dataclass(frozen=True)
 class Other:
     """Anything else (``echo:...``, ``Not SD printing``, file lists, banners)."""
 
@@ -185,9 +201,12 @@ ReceivedLine = (
     | Capability
     | Action
     | TemperatureLine
+    | TargetTemperature
+    | PositionLine
     | Other
 )
 
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)"
 # §3: the host matches lines starting with "resend" or "rs" (any case) and takes the number after
 # an optional "N" or "N:".
 _RESEND = re.compile(r"(?:resend|rs)[:\s]\s*(?:N:?)?\s*(\d+)", re.IGNORECASE)
@@ -196,6 +215,12 @@ _RESEND = re.compile(r"(?:resend|rs)[:\s]\s*(?:N:?)?\s*(\d+)", re.IGNORECASE)
 _FIRMWARE_KEY = re.compile(r"(?:^|\s)([A-Z_]+):")
 _CAPABILITY = re.compile(r"Cap:([A-Za-z0-9_]+):([01])")
 _ACTION = re.compile(r"//action:(\S+)\s*(.*)")
+# §5: Repetier reports targets on lines of their own.
+_REPETIER_TARGET = re.compile(rf"Target(Extr(?P<tool>\d+)|Bed|Chamber):\s*(?P<target>{_NUMBER})")
+# §7: the M114 reply, "X:0.00 Y:0.00 Z:0.00 E:0.00 Count: A:0 B:0 C:0", with or without a leading "ok".
+_POSITION = re.compile(
+    rf"X:\s*(?P<x>{_NUMBER})\s+Y:\s*(?P<y>{_NUMBER})\s+Z:\s*(?P<z>{_NUMBER})(?:\s+E\d*:\s*(?P<e>{_NUMBER}))?"
+)
 
 
 def parse_line(line: str, *, current_tool: int = 0) -> ReceivedLine:
@@ -219,6 +244,9 @@ def parse_line(line: str, *, current_tool: int = 0) -> ReceivedLine:
         return ErrorLine(line[len("Error:") :].strip())
     if line.startswith("!!"):
         return ErrorLine(line[2:].strip())
+    if line.startswith("fatal:"):
+        # §9: Repetier's fatal errors.
+        return ErrorLine(line.strip())
     if line.startswith("FIRMWARE_NAME:"):
         firmware = parse_firmware_data(line)
         return FirmwareData(firmware["FIRMWARE_NAME"], firmware)
@@ -228,7 +256,70 @@ def parse_line(line: str, *, current_tool: int = 0) -> ReceivedLine:
         return Action(action.group(1), action.group(2).strip())
     if is_temperature_line(line):
         return TemperatureLine(parse_temperatures(line, current_tool=current_tool))
+    if target := _REPETIER_TARGET.match(line):
+        tool = target.group("tool")
+        sensor = f"tool{int(tool)}" if tool is not None else target.group(1).lower()
+        return TargetTemperature(sensor, float(target.group("target")))
+    if (position := parse_position(line)) is not None:
+        return PositionLine(position)
     return Other(line)
+
+
+def parse_position(text: str) -> Position | None:
+    """The position in an M114 reply (``X:.. Y:.. Z:.. E:.. Count: ...``, §7), or None if there is none.
+
+    Only the part before ``Count:`` is the logical position; the counts are stepper steps.
+    """
+    match = _POSITION.match(text.partition("Count")[0].strip())
+    if match is None:
+        return None
+    e = match.group("e")
+    return Position(
+        x=float(match.group("x")),
+        y=float(match.group("y")),
+        z=float(match.group("z")),
+        e=float(e) if e is not None else None,
+    )
+
+
+class ErrorKind(Enum):
+    """How the host treats an ``Error:`` line (§9)."""
+
+    RECOVERABLE = "recoverable"
+    """A communication error with no resend request coming: simulate an ok."""
+    RESEND = "resend"
+    """A communication error a ``Resend:`` request follows: wait for it."""
+    IGNORED = "ignored"
+    """SD card errors and unknown commands: logged, nothing else."""
+    FATAL = "fatal"
+    """Anything else (MINTEMP, MAXTEMP, thermal runaway, ``kill() called``): error state, M112, disconnect."""
+
+
+# §9 error classes, matched in the lower-cased text.
+_RECOVERABLE_ERRORS = ("no line number with checksum", "missing linenumber")
+_RESEND_ERRORS = ("checksum", "line number", "expected line", "format error", "missing checksum")
+_IGNORED_ERRORS = (
+    "open failed",
+    "volume.init",
+    "openroot",
+    "workdir",
+    "error writing to file",
+    "cannot open",
+    "cannot enter",
+    "unknown command",
+)
+
+
+def classify_error(text: str) -> ErrorKind:
+    """What an ``Error:`` line's ``text`` (without the prefix) means for the host (§9)."""
+    lower = text.lower()
+    if lower.startswith(_RECOVERABLE_ERRORS):
+        return ErrorKind.RECOVERABLE
+    if any(marker in lower for marker in _RESEND_ERRORS):
+        return ErrorKind.RESEND
+    if any(marker in lower for marker in _IGNORED_ERRORS):
+        return ErrorKind.IGNORED
+    return ErrorKind.FATAL
 
 
 def parse_firmware_data(line: str) -> dict[str, str]:
@@ -245,7 +336,6 @@ def parse_firmware_data(line: str) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------
 # Temperatures (§5)
 
-_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)"
 # §5 "Token grammar": at the line start or after whitespace, a sensor name, ":", optional spaces,
 # the actual value, then optionally spaces, an optional "/", spaces and the target. "@:64" and
 # "B@:0" (heater power) do not match a word followed by ":" and are skipped.
@@ -260,11 +350,12 @@ _AXIS_COUNT = re.compile(r"(?<!\S)A:")
 
 
 def is_temperature_line(line: str) -> bool:
-    """§5 "Recognising a line": ``T:`` at the start or after a space, `` T0:`` or ``B:``, and no ``A:``
+    """§5 "Recognising a line": ``T:`` or ``C:`` at the start, ``T:`` after a space, `` T0:`` or ``B:``, and no ``A:``
     token (which keeps the M114 ``Count: A:... B:...`` reply out)."""
     if _AXIS_COUNT.search(line):
         return False
-    return line.startswith("T:") or " T:" in line or " T0:" in line or "B:" in line
+    # "C:" alone is the M191 wait line (§11.2), which OctoPrint's rule would miss.
+    return line.startswith(("T:", "C:")) or " T:" in line or " T0:" in line or "B:" in line
 
 
 def parse_temperatures(line: str, *, current_tool: int = 0) -> dict[str, Reading]:
