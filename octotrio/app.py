@@ -25,6 +25,7 @@ from octotrio.http import HttpServer, serve_http
 from octotrio.printer import PrinterEvent, PrinterLink, run_printer_link
 from octotrio.push import OriginCheckingRouter, ServerInfo, serve_push_session
 from octotrio.rest import AccessAuthenticator, LoginEndpoints, add_rest_routes
+from octotrio.sockjs import HEARTBEAT_INTERVAL, RESPONSE_LIMIT
 from octotrio.state import PrinterModel, StateHub, run_aggregator
 from octotrio.virtual import FirmwareOptions, run_virtual_printer
 from octotrio.web import add_routes as add_status_page_routes
@@ -52,6 +53,12 @@ class ServerConfig:
     """The global API key for REST calls; a random one unless given (``--api-key``)."""
     access: AccessConfig = field(default_factory=AccessConfig)
     """Users, groups, API keys and access settings (``--config``); none by default."""
+    sockjs_test_services: bool = False
+    """Mount the SockJS protocol test services (``/echo``, ``/close``, ...) at the root."""
+    sockjs_response_limit: int = RESPONSE_LIMIT
+    """Bytes after which a SockJS streaming response ends and the client reconnects (S7)."""
+    sockjs_heartbeat: float = HEARTBEAT_INTERVAL
+    """Seconds between SockJS heartbeats (S9)."""
 
 
 @dataclass
@@ -126,7 +133,16 @@ async def run(
         add_status_page_routes(router)
         app = partial(serve_push_session, hub=hub, server=ServerInfo(__version__), access=access)
         http: HttpServer = await root.start(
-            partial(serve_http, host=config.host, port=config.port, sockjs_app=app, router=router)
+            partial(
+                serve_http,
+                host=config.host,
+                port=config.port,
+                sockjs_app=app,
+                router=router,
+                heartbeat_interval=config.sockjs_heartbeat,
+                response_limit=config.sockjs_response_limit,
+                test_services=config.sockjs_test_services,
+            )
         )
         task_status.started(
             RunningServer(http, printer, printer_port, hub, shutdown_requested, virtual_printer_scope, access)

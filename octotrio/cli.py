@@ -13,10 +13,10 @@ import trio
 
 from octotrio import __version__, virtual
 from octotrio.app import RunningServer, ServerConfig, run
-from octotrio.sockjs import HEARTBEAT_INTERVAL, RESPONSE_LIMIT
 from octotrio.auth import ConfigError, load_config
 from octotrio.auth._cli import add_arguments as add_user_arguments
 from octotrio.auth._cli import config_argument, run_user_command
+from octotrio.sockjs import HEARTBEAT_INTERVAL, RESPONSE_LIMIT
 
 log = logging.getLogger("octotrio")
 
