@@ -22,7 +22,7 @@ import trio
 from octotrio import __version__
 from octotrio.auth import AccessConfig, AccessControl
 from octotrio.http import HttpServer, serve_http
-from octotrio.printer import PrinterEvent, PrinterLink, run_printer_link
+from octotrio.printer import PrinterEvent, PrinterService, run_printer_service
 from octotrio.push import OriginCheckingRouter, ServerInfo, serve_push_session
 from octotrio.rest import AccessAuthenticator, LoginEndpoints, add_rest_routes
 from octotrio.sockjs import HEARTBEAT_INTERVAL, RESPONSE_LIMIT
@@ -66,7 +66,7 @@ class RunningServer:
     """A handle on a started server: where it listens, and how to stop it (or parts of it)."""
 
     http: HttpServer
-    printer: PrinterLink
+    printer: PrinterService
     printer_port: str
     hub: StateHub
     _shutdown_requested: trio.Event
@@ -121,9 +121,15 @@ async def run(
             )
         else:
             printer_port = config.serial_port
-        printer: PrinterLink = await root.start(
-            run_printer_link, printer_port, config.baudrate, printer_events_send
+        printer: PrinterService = await root.start(
+            partial(
+                run_printer_service,
+                printer_events_send,
+                default_port=printer_port,
+                default_baudrate=config.baudrate,
+            )
         )
+        await printer.connect()
 
         access = AccessControl(config.access, global_api_key=config.api_key)
         authenticator = AccessAuthenticator(access)
