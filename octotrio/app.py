@@ -12,19 +12,22 @@ cancel the rest (the printer link closes the serial port on its way out).
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 import trio
 
 from octotrio import __version__
 from octotrio.auth import AccessConfig, AccessControl
+from octotrio.files import FileStore, open_file_store, temporary_file_store
 from octotrio.http import HttpServer, serve_http
 from octotrio.printer import PrinterEvent, PrinterService, run_printer_service
 from octotrio.push import OriginCheckingRouter, ServerInfo, serve_push_session
-from octotrio.rest import AccessAuthenticator, LoginEndpoints, add_rest_routes
+from octotrio.rest import AccessAuthenticator, LoginEndpoints, RestServices, add_rest_routes
 from octotrio.sockjs import HEARTBEAT_INTERVAL, RESPONSE_LIMIT
 from octotrio.state import PrinterModel, StateHub, run_aggregator
 from octotrio.virtual import FirmwareOptions, run_virtual_printer
@@ -33,6 +36,10 @@ from octotrio.web import add_routes as add_status_page_routes
 PRINTER_EVENT_BUFFER = 256
 """Printer events waiting for the aggregator. When full, the link's reader waits and the
 serial port's own buffer absorbs the burst; the aggregator does little work per event."""
+
+DEFAULT_MAX_UPLOAD_BYTES = 256 * 1024 * 1024
+"""Largest G-code upload: big prints are tens of MB. Uploads are read into memory whole, so this
+also bounds the memory one upload takes (``--max-upload-mb``)."""
 
 SHUTDOWN_GRACE = 2.0
 """Seconds clients get to receive their close frames on shutdown before they are dropped."""
@@ -59,6 +66,9 @@ class ServerConfig:
     """Bytes after which a SockJS streaming response ends and the client reconnects (S7)."""
     sockjs_heartbeat: float = HEARTBEAT_INTERVAL
     """Seconds between SockJS heartbeats (S9)."""
+    data_dir: Path | None = None
+    """Where uploaded G-code files live (``--data-dir``); None: a temporary directory removed at exit."""
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
 
 
 @dataclass
@@ -110,8 +120,13 @@ async def run(
     hub = StateHub(PrinterModel(), wall_clock=time.time)
     shutdown_requested = trio.Event()
     printer_events_send, printer_events_receive = trio.open_memory_channel[PrinterEvent](PRINTER_EVENT_BUFFER)
-    async with trio.open_nursery() as root:
-        await root.start(run_aggregator, printer_events_receive, hub)
+    async with contextlib.AsyncExitStack() as stack, trio.open_nursery() as root:
+        files: FileStore = (
+            await open_file_store(config.data_dir)
+            if config.data_dir is not None
+            else await stack.enter_async_context(temporary_file_store())
+        )
+        feed = await root.start(run_aggregator, printer_events_receive, hub)
 
         virtual_printer_scope = None
         if config.serial_port is None:
@@ -134,7 +149,12 @@ async def run(
         access = AccessControl(config.access, global_api_key=config.api_key)
         authenticator = AccessAuthenticator(access)
         router = OriginCheckingRouter(allow_cross_origin=config.access.allow_cross_origin)
-        add_rest_routes(router, authenticator)
+        ports = [printer_port]
+        add_rest_routes(
+            router,
+            authenticator,
+            RestServices(feed, files, printer, lambda: ports, max_upload_bytes=config.max_upload_bytes),
+        )
         LoginEndpoints(authenticator, hub).add_routes(router)
         add_status_page_routes(router)
         app = partial(serve_push_session, hub=hub, server=ServerInfo(__version__), access=access)

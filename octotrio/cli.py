@@ -8,11 +8,12 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
 import trio
 
 from octotrio import __version__, virtual
-from octotrio.app import RunningServer, ServerConfig, run
+from octotrio.app import DEFAULT_MAX_UPLOAD_BYTES, RunningServer, ServerConfig, run
 from octotrio.auth import ConfigError, load_config
 from octotrio.auth._cli import add_arguments as add_user_arguments
 from octotrio.auth._cli import config_argument, run_user_command
@@ -42,6 +43,20 @@ def _build_parser() -> argparse.ArgumentParser:
         "--api-key",
         default=os.environ.get("OCTOTRIO_API_KEY"),
         help="global API key for REST calls (default: $OCTOTRIO_API_KEY, else a random key printed at start)",
+    )
+
+    serve.add_argument(
+        "--data-dir",
+        type=Path,
+        default=_default_data_dir(),
+        help="where uploaded G-code files are kept (default: $XDG_DATA_HOME/octotrio, else "
+        "~/.local/share/octotrio)",
+    )
+    serve.add_argument(
+        "--max-upload-mb",
+        type=int,
+        default=DEFAULT_MAX_UPLOAD_BYTES // (1024 * 1024),
+        help="largest G-code upload in MiB; uploads are held in memory while they arrive (default 256)",
     )
 
     config_argument(serve)
@@ -93,11 +108,17 @@ async def _serve(config: ServerConfig) -> None:
                 break
 
 
+def _default_data_dir() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "octotrio"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = _build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "serve":
+        if args.max_upload_mb < 1:
+            parser.error("--max-upload-mb must be at least 1")
         if args.sockjs_response_limit < 1 or not args.sockjs_heartbeat > 0:
             parser.error("--sockjs-response-limit and --sockjs-heartbeat must be positive")
         config = ServerConfig(
@@ -109,6 +130,8 @@ def main(argv: list[str] | None = None) -> None:
             sockjs_test_services=args.sockjs_test_services,
             sockjs_response_limit=args.sockjs_response_limit,
             sockjs_heartbeat=args.sockjs_heartbeat,
+            data_dir=args.data_dir,
+            max_upload_bytes=args.max_upload_mb * 1024 * 1024,
         )
         if args.api_key:
             config = dataclasses.replace(config, api_key=args.api_key)

@@ -11,3 +11,4 @@ from ._store import FileStore as FileStore
 from ._store import StoredFile as StoredFile
 from ._store import StoredFolder as StoredFolder
 from ._store import open_file_store as open_file_store
+from ._store import temporary_file_store as temporary_file_store

@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -215,3 +216,15 @@ async def open_file_store(root: Path) -> FileStore:
 
     await trio.to_thread.run_sync(prepare)
     return FileStore(root)
+
+
+@contextlib.asynccontextmanager
+async def temporary_file_store() -> AsyncIterator[FileStore]:
+    """A store in a new temporary directory, removed with everything in it on exit (for tests and
+    for servers run without a data directory). Removal is shielded from cancellation."""
+    root = Path(await trio.to_thread.run_sync(tempfile.mkdtemp, "", "octotrio-data-"))
+    try:
+        yield FileStore(root)
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(shutil.rmtree, root, True)

@@ -33,6 +33,14 @@ class ApiError(Exception):
         self.message = message
 
 
+@dataclass(frozen=True)
+class Created:
+    """Answer the call with 201 Created, ``body`` and ``Location: location`` (an upload)."""
+
+    body: object
+    location: str
+
+
 class Authenticator(Protocol):
     """Decides who made a request; None (or an anonymous :class:`Principal`, the guests group)
     when nobody is authenticated. May raise :class:`ApiError` to refuse the request outright
@@ -139,6 +147,10 @@ def endpoint(
             return
         if result is None:
             await exchange.respond(204, call.response_headers)
+        elif isinstance(result, Created):
+            await send_json(
+                exchange, 201, result.body, [*call.response_headers, ("Location", result.location)]
+            )
         else:
             await send_json(exchange, 200, result, call.response_headers)
 
