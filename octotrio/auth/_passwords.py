@@ -48,7 +48,7 @@ def verify_password(password: str, stored: str) -> bool:
             return False
         expected = bytes.fromhex(key)
         derived = _derive(password, bytes.fromhex(salt), int(n), int(r), int(p))
-    except (ValueError, OverflowError):
+    except (ValueError, OverflowError, TypeError):  # TypeError: n beyond an unsigned int
         return False
     return hmac.compare_digest(derived, expected)
 
