@@ -338,3 +338,17 @@ async def test_cross_origin_sockets_are_refused(server: RunningServer) -> None:
             assert refused.status_code == 403
             same = await http.get(path, headers={"Origin": f"http://127.0.0.1:{port}"})
             assert same.status_code != 403  # not a websocket handshake, but past the origin check
+
+
+async def test_action_notification_from_the_printer_is_a_plugin_message(server: RunningServer) -> None:
+    with trio.fail_after(HANG_GUARD):
+        async with connect_websocket(server.http.port, FRAMED) as ws:
+            client = Client(ws, True)
+            await auth(client, server.http.port, "viewer")
+            await client.next_of_type("history")
+            server.printer.send_command("!!DEBUG:action_custom notification Hello from virtual printer")
+            plugin = await client.next_of_type("plugin")
+            assert plugin == {
+                "plugin": "action_command_notification",
+                "data": {"message": "Hello from virtual printer"},
+            }

@@ -18,6 +18,7 @@ from collections.abc import Callable
 import trio
 
 from octotrio.printer import (
+    ActionCommand,
     CommState,
     Connected,
     Connecting,
@@ -148,6 +149,9 @@ class Aggregator:
             case ZChanged(new=new, old=old):
                 model.current_z = new
                 hub.publish_event("ZChange", {"new": new, "old": old})
+            case ActionCommand(name="notification", params=params):
+                # //action:notification <text> → plugin action_command_notification (§3.6).
+                hub.publish_plugin("action_command_notification", {"message": params})
             case PositionReported(position=position, reason=None):
                 # Pause positions come with JobPaused (to keep §9.7's order); cancel positions are
                 # not logged by OctoPrint's defaults. A plain M114 reply is reported as it comes.
