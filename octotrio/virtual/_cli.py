@@ -9,8 +9,15 @@ from typing import TextIO
 
 import trio
 
-from ._firmware import FirmwareOptions
+from ._firmware import Fault, FaultOptions, FirmwareOptions
 from ._pty import run_virtual_printer
+
+FAULTS_HELP = (
+    "faults to inject into numbered lines, comma-separated: KIND=PROBABILITY (each line, seeded), "
+    "KIND@LINE (once per print at that line number) and seed=N; KIND is one of "
+    + ", ".join(fault.value for fault in Fault)
+    + ", e.g. checksum=0.02,lost_ok=0.01,fatal@500,seed=7"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +40,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="simulated seconds per real second, e.g. 10 for heat-ups and moves 10× faster "
         "(default: %(default)s)",
     )
+    parser.add_argument(
+        "--faults", type=parse_faults, default=FaultOptions(), metavar="SPEC", help=FAULTS_HELP
+    )
+    parser.add_argument(
+        "--record", metavar="PATH", help="append every executed line, with its line number, to PATH"
+    )
+    parser.add_argument(
+        "--baud",
+        type=positive_int,
+        metavar="RATE",
+        help="pace the pty like a serial link at RATE baud (RATE/10 bytes per second; default: unpaced)",
+    )
+
+
+def parse_faults(spec: str) -> FaultOptions:
+    """``checksum=0.02,lost_ok=0.01,fatal@500,seed=7`` → ``FaultOptions`` (an argparse type)."""
+    probabilities: dict[Fault, float] = {}
+    at_lines: dict[int, Fault] = {}
+    seed = 0
+    try:
+        for item in filter(None, (part.strip() for part in spec.split(","))):
+            if "@" in item:
+                kind, _, line = item.partition("@")
+                at_lines[int(line)] = Fault(kind.strip())
+            else:
+                kind, _, value = item.partition("=")
+                if kind.strip() == "seed":
+                    seed = int(value)
+                else:
+                    probabilities[Fault(kind.strip())] = float(value)
+        return FaultOptions(probabilities, at_lines, seed)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"bad fault specification {spec!r}: {exc}") from exc
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
 
 
 def _positive_float(text: str) -> float:
@@ -44,13 +91,17 @@ def _positive_float(text: str) -> float:
 
 def options_from_args(args: argparse.Namespace) -> FirmwareOptions:
     """The firmware options the parsed command line asks for."""
-    return FirmwareOptions(autoreport_temp=not args.no_autoreport, time_scale=args.time_scale)
+    return FirmwareOptions(
+        autoreport_temp=not args.no_autoreport, time_scale=args.time_scale, faults=args.faults
+    )
 
 
 async def serve_virtual_printer_forever(
     options: FirmwareOptions | None = None,
     link_path: str | None = None,
     *,
+    record_path: str | None = None,
+    baudrate: int | None = None,
     out: TextIO | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -60,11 +111,17 @@ async def serve_virtual_printer_forever(
     can read it. Cancellation shuts the printer down as ``run_virtual_printer`` describes.
     """
     async with trio.open_nursery() as nursery:
-        path: str = await nursery.start(partial(run_virtual_printer, options, link_path=link_path))
+        path: str = await nursery.start(
+            partial(
+                run_virtual_printer, options, link_path=link_path, record_path=record_path, baudrate=baudrate
+            )
+        )
         print(path, file=sys.stdout if out is None else out, flush=True)
         task_status.started(path)
 
 
 async def main_from_args(args: argparse.Namespace) -> None:
     """Run ``octotrio virtual-printer`` with arguments parsed by a parser ``add_arguments`` set up."""
-    await serve_virtual_printer_forever(options_from_args(args), link_path=args.link)
+    await serve_virtual_printer_forever(
+        options_from_args(args), link_path=args.link, record_path=args.record, baudrate=args.baud
+    )

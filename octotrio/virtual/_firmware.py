@@ -13,10 +13,12 @@ before ``G4``/``G28``/``M400``).
 from __future__ import annotations
 
 import math
+import random
 import re
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
 
 from ._gcode import Command, parse_command, split_line
 from ._thermal import Heater
@@ -46,11 +48,57 @@ TX_HIGH_WATER = 16384
 """With this many unsent bytes, commands stay queued and periodic lines are skipped."""
 HEATER_POWER = "@:64"
 """The virtual printer always reports the same heater power (§5)."""
+SD_CARD_CAPACITY = 8 * 1024 * 1024
+"""Bytes the in-memory SD card holds, all files together; writes beyond it fail."""
+MAX_FAULTS_PER_LINE = 3
+"""Random faults for one line number at most: a host gives up after 10 requests for one line
+(marlin-serial.md §3 rule 3), and a recoverable fault must stay recoverable."""
 
 _LINE_END = re.compile(rb"[\r\n]")
 _AXES = ("X", "Y", "Z", "E")
 _NO_EFFECT = frozenset({"M17", "M18", "M84", "M106", "M107", "M221"})
 """Commands answered with a bare ``ok``: motors, fans and flow have nothing to simulate here."""
+
+
+class Fault(Enum):
+    """What can go wrong with a numbered line (marlin-serial.md §3, §9, §11.5, §11.6)."""
+
+    CHECKSUM = "checksum"
+    """``Error: Checksum mismatch``, ``Resend``, ``ok``: the line is not executed."""
+    RESEND = "resend"
+    """A spurious resend of a good line: ``Error: Missing checksum``, ``Resend``, ``ok``."""
+    DUPLICATE_RESEND = "duplicate_resend"
+    """As ``resend``, with the request and its ok sent twice (a host must ignore the second)."""
+    MISSING_LINENO = "missing_lineno"
+    """``Error: No Line Number with checksum`` and nothing else: the line is not executed."""
+    LOST_OK = "lost_ok"
+    """The line is executed but its ``ok`` is never sent."""
+    UNANSWERED = "unanswered"
+    """The line is dropped without a word, as if it never arrived."""
+    FATAL = "fatal"
+    """A thermal runaway: two ``Error:`` lines ending ``kill() called!``, then the firmware is dead."""
+    DISCONNECT = "disconnect"
+    """The device vanishes (the pty adapter hangs it up) and the board resets."""
+
+
+RECOVERABLE_FAULTS = frozenset(Fault) - {Fault.FATAL, Fault.DISCONNECT}
+"""Faults a correct host survives without losing or repeating a line."""
+
+
+@dataclass(frozen=True, slots=True)
+class FaultOptions:
+    """Faults to inject: each numbered line draws one fault with the given probabilities (seeded,
+    so a run can be reproduced), and ``at_lines`` fire once per line number and print (the
+    counter is reset by ``M110``), like OctoPrint's ``simulated_errors`` (§11.5)."""
+
+    probabilities: Mapping[Fault, float] = field(default_factory=dict)
+    at_lines: Mapping[int, Fault] = field(default_factory=dict)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        total = sum(self.probabilities.values())
+        if any(p < 0 for p in self.probabilities.values()) or total > 1:
+            raise ValueError(f"fault probabilities must be at least 0 and add up to at most 1, not {total}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +115,10 @@ class FirmwareOptions:
     """Simulated seconds per second of the caller's clock: 10 makes heat-ups and moves 10× faster."""
     num_extruders: int = 1
     """Hotends ``T0`` … ``T<n-1>``; more than one adds ``T0:``, ``T1:`` … to temperature reports."""
+    faults: FaultOptions = field(default_factory=FaultOptions)
+    """Faults to inject into numbered lines (none by default)."""
+    record: bool = False
+    """Keep every executed line for ``take_executed`` (the adapter's ``--record``)."""
 
     def __post_init__(self) -> None:
         if not self.time_scale > 0:
@@ -113,6 +165,26 @@ class VirtualMarlin:
 
     def __init__(self, options: FirmwareOptions | None = None, *, now: float) -> None:
         self.options = options if options is not None else FirmwareOptions()
+        self.hangup_requested = False
+        """The firmware wants the device to vanish (``disconnect`` fault, ``!!DEBUG:drop_connection``)."""
+        self.reset_requested = False
+        """The firmware wants to be replaced by a fresh instance (``!!DEBUG:reset``)."""
+        self._random = random.Random(self.options.faults.seed)
+        self._fault_counts: dict[int, int] = {}
+        self._faults_fired: set[int] = set()
+        self._next_fault: Fault | None = None
+        self._swallow_oks = 0
+        self._awol = False
+        self._executed: list[str] = []
+        self._sd_files: dict[str, bytes] = {}
+        self._sd_selected: str | None = None
+        self._sd_position = 0
+        self._sd_printing = False
+        self._sd_writing: tuple[str, bytearray] | None = None
+        self._sd_report_interval = 0.0
+        self._sd_report_due = math.inf
+        self._executing_sd = False
+        self._blocker_from_sd = False
         self._origin = now
         self._clock = 0.0
         self._out = bytearray()
@@ -151,7 +223,13 @@ class VirtualMarlin:
             "G92": self._set_position,
             "M20": self._list_sd,
             "M21": self._init_sd,
+            "M23": self._select_sd_file,
+            "M24": self._start_sd_print,
+            "M25": self._pause_sd_print,
+            "M26": self._set_sd_position,
             "M27": self._report_sd,
+            "M28": self._start_sd_write,
+            "M30": self._delete_sd_file,
             "M82": self._set_absolute_e,
             "M83": self._set_relative_e,
             "M104": self._set_tool_temperature,
@@ -229,6 +307,12 @@ class VirtualMarlin:
             self._fire_due_events()
         self._set_clock(end)
 
+    def take_executed(self) -> list[str]:
+        """The lines executed since the last call (``N<n> <command>`` or the plain command), when
+        ``FirmwareOptions.record`` is set; lines that were rejected or dropped are not among them."""
+        executed, self._executed = self._executed, []
+        return executed
+
     def data_to_send(self) -> bytes:
         """Everything the firmware has written since the last call, ready for the wire."""
         data = bytes(self._out)
@@ -270,7 +354,7 @@ class VirtualMarlin:
         return not self._pending and self._blocker is None
 
     def _next_event(self) -> float | None:
-        candidates = [self._move_ends, self._autoreport_due]
+        candidates = [self._move_ends, self._autoreport_due, self._sd_report_due]
         match self._blocker:
             case _Synchronize(dwell_until=float(until)):
                 candidates.append(until)
@@ -291,6 +375,9 @@ class VirtualMarlin:
         if self._autoreport_due <= self._clock:
             self._send_periodic(self._temperature_report())
             self._autoreport_due = self._clock + self._autoreport_interval
+        if self._sd_report_due <= self._clock:
+            self._send_periodic(self._sd_status())
+            self._sd_report_due = self._clock + self._sd_report_interval
 
     # -- receiving -----------------------------------------------------------------------------------
 
@@ -328,7 +415,13 @@ class VirtualMarlin:
     def _kill(self) -> None:
         # §9: "EMERGENCY SHUTDOWN DETECTED. KILLED." and no processing until reconnected.
         self._send("echo:EMERGENCY SHUTDOWN DETECTED. KILLED.")
+        self._halt()
+
+    def _halt(self) -> None:
         self._killed = True
+        self._sd_printing = False
+        self._sd_report_due = math.inf
+        self._autoreport_due = math.inf
         self._pending.clear()
         self._pending_bytes = 0
         self._partial.clear()
@@ -346,10 +439,15 @@ class VirtualMarlin:
             # pass while the host is not reading; new lines wait until the backlog is drained.
             if self._blocker is not None and not self._resolve_blocker(self._blocker):
                 return
-            if not self._pending or len(self._out) >= TX_HIGH_WATER:
+            if len(self._out) >= TX_HIGH_WATER:
                 return
+            if not self._pending:
+                if not self._run_sd_line():
+                    return
+                continue
             line = self._pending.popleft()
             self._pending_bytes -= (0 if line is None else len(line)) + 1
+            self._blocker_from_sd = False
             self._process_line(line)
 
     def _resolve_blocker(self, blocker: _Blocker) -> bool:
@@ -373,7 +471,7 @@ class VirtualMarlin:
                     self._send_periodic(f"{blocker.label}:{blocker.heater.actual:.2f}")
                     blocker.next_check = self._clock + HEATUP_REPORT_INTERVAL
                     return False
-        self._send("ok")
+        self._send_ok(quiet=self._blocker_from_sd)
         self._blocker = None
         self._wait_due = self._clock + WAIT_INTERVAL
         return True
@@ -381,7 +479,13 @@ class VirtualMarlin:
     def _process_line(self, raw: bytes | None) -> None:
         if raw is None:
             self._send(f"Error: Line too long (more than {MAX_LINE_LENGTH} bytes)")
-            self._send("ok")
+            self._send_ok()
+            return
+        if self._awol:
+            return
+        if raw.lstrip().startswith(b"!!DEBUG:"):
+            # §11.6: debug commands are no G-code; they get no ok.
+            self._debug(raw.lstrip()[len(b"!!DEBUG:") :].decode("ascii", errors="replace").strip())
             return
         line = split_line(raw)
         # §11.4: the checksum is checked first, then the line number.
@@ -392,30 +496,141 @@ class VirtualMarlin:
         if line.number is not None:
             if command is not None and command.code == "M110":
                 # "N<n> M110" sets the counter; an N parameter of the M110 itself wins.
+                self._record(line.number, command.text)
+                self._faults_fired.clear()
                 self._set_line_number(command, default=line.number)
                 return
             expected = self._last_line + 1
             if line.number != expected:
                 self._request_resend(f"expected line {expected} got {line.number}")
                 return
+            if self._inject_fault(line.number):
+                return
             self._last_line = line.number
             if command is None:
-                self._send("ok")
+                self._send_ok()
                 return
-        if command is not None:
-            self._execute(command)
+        if command is None:
+            return
+        self._record(line.number, command.text)
+        if self._sd_writing is not None and command.code != "M29":
+            self._write_sd_line(command.text)
+            return
+        if command.code == "M29" and self._sd_writing is not None:
+            self._finish_sd_write()
+            return
+        self._execute(command)
+
+    def _record(self, number: int | None, text: str) -> None:
+        if self.options.record:
+            self._executed.append(text if number is None else f"N{number} {text}")
+
+    # -- faults ------------------------------------------------------------------------------------------
+
+    def _draw_fault(self, number: int) -> Fault | None:
+        faults = self.options.faults
+        if self._next_fault is not None:
+            fault, self._next_fault = self._next_fault, None
+            return fault
+        if number in faults.at_lines and number not in self._faults_fired:
+            self._faults_fired.add(number)
+            return faults.at_lines[number]
+        if not faults.probabilities or self._fault_counts.get(number, 0) >= MAX_FAULTS_PER_LINE:
+            return None
+        draw = self._random.random()
+        for fault, probability in faults.probabilities.items():
+            if draw < probability:
+                self._fault_counts[number] = self._fault_counts.get(number, 0) + 1
+                return fault
+            draw -= probability
+        return None
+
+    def _inject_fault(self, number: int) -> bool:
+        """Apply the fault drawn for the good numbered line ``number``; True if it is not executed."""
+        match self._draw_fault(number):
+            case None:
+                return False
+            case Fault.CHECKSUM:
+                self._request_resend("Checksum mismatch")
+            case Fault.RESEND:
+                self._request_resend("Missing checksum")
+            case Fault.DUPLICATE_RESEND:
+                self._request_resend("Missing checksum")
+                self._request_resend("Missing checksum")
+            case Fault.MISSING_LINENO:
+                # §3 trace "missing_lineno": the error and nothing else; the host simulates an ok.
+                self._send(f"Error: No Line Number with checksum, Last Line: {self._last_line}")
+            case Fault.UNANSWERED:
+                pass
+            case Fault.LOST_OK:
+                self._swallow_oks += 1
+                return False
+            case Fault.FATAL:
+                self._thermal_runaway()
+            case Fault.DISCONNECT:
+                self.hangup_requested = True
+        return True
+
+    def _thermal_runaway(self) -> None:
+        # §9: Marlin's kill message, two lines; then the firmware halts.
+        self._send("Error:Thermal Runaway, system stopped! Heater_ID: bed")
+        self._send("Error:Printer halted. kill() called!")
+        self._halt()
+
+    def _debug(self, text: str) -> None:
+        """§11.6 debug commands that map to the faults, actions and resets simulated here."""
+        name, _, argument = text.partition(" ")
+        triggers = {
+            "trigger_resend_lineno": Fault.CHECKSUM,
+            "trigger_resend_checksum": Fault.CHECKSUM,
+            "trigger_missing_checksum": Fault.RESEND,
+            "trigger_missing_lineno": Fault.MISSING_LINENO,
+        }
+        actions = {"action_pause": "pause", "action_resume": "resume", "action_disconnect": "disconnect"}
+        if name in triggers:
+            self._next_fault = triggers[name]
+        elif name in actions:
+            self._send(f"//action:{actions[name]}")
+        elif name == "action_custom":
+            self._send(f"//action:{argument}")
+        elif name == "send":
+            self._send(argument)
+        elif name in ("dont_answer", "go_awol"):
+            self._awol = True
+        elif name == "trigger_fatal_error_marlin":
+            self._thermal_runaway()
+        elif name == "trigger_fatal_error_repetier":
+            self._send("fatal: Heater/sensor failure - system stopped")
+            self._halt()
+        elif name in ("mintemp_error", "maxtemp_error"):
+            self._send(f"Error: {name[:7].upper()} triggered!")
+        elif name == "drop_connection":
+            self.hangup_requested = True
+        elif name == "reset":
+            self.reset_requested = True
+        else:
+            self._send(f"echo:Unknown debug command: {name}")
 
     def _request_resend(self, error: str) -> None:
         self._send(f"Error: {error}")
         self._send(f"Resend:{self._last_line + 1}")
+        self._send_ok()
+
+    def _send_ok(self, *, quiet: bool | None = None) -> None:
+        """The ok of the command being executed; none for SD card lines or a ``lost_ok`` fault."""
+        if self._executing_sd if quiet is None else quiet:
+            return
+        if self._swallow_oks:
+            self._swallow_oks -= 1
+            return
         self._send("ok")
 
     def _send(self, line: str) -> None:
         self._out += line.encode("ascii", errors="replace") + b"\n"
 
     def _send_periodic(self, line: str) -> None:
-        """Send a line nobody asked for, unless the host is not reading anyway."""
-        if len(self._out) < TX_HIGH_WATER:
+        """Send a line nobody asked for, unless the host is not reading anyway (or it must not answer)."""
+        if len(self._out) < TX_HIGH_WATER and not self._awol:
             self._send(line)
 
     # -- commands --------------------------------------------------------------------------------------
@@ -428,14 +643,14 @@ class VirtualMarlin:
             self._select_tool(int(command.code[1:]))
         else:
             self._send(f'echo:Unknown command: "{command.text}"')
-            self._send("ok")
+            self._send_ok()
 
     def _select_tool(self, tool: int) -> None:
         if tool < len(self._tools):
             self._active_tool = tool
         else:
             self._send(f"echo:T{tool} Invalid extruder ")  # sic, trailing space (§7)
-        self._send("ok")
+        self._send_ok()
 
     def _move(self, command: Command) -> None:
         feedrate = command.param("F")
@@ -459,7 +674,7 @@ class VirtualMarlin:
             self._blocker = _AwaitMoveSlot(duration)
             return
         self._plan_move(duration)
-        self._send("ok")
+        self._send_ok()
 
     def _plan_move(self, duration: float) -> None:
         if duration <= 0:
@@ -484,27 +699,27 @@ class VirtualMarlin:
 
     def _set_inches(self, command: Command) -> None:
         self._mm_per_unit = 25.4
-        self._send("ok")
+        self._send_ok()
 
     def _set_millimetres(self, command: Command) -> None:
         self._mm_per_unit = 1.0
-        self._send("ok")
+        self._send_ok()
 
     def _set_absolute(self, command: Command) -> None:
         self._relative = self._relative_e = False
-        self._send("ok")
+        self._send_ok()
 
     def _set_relative(self, command: Command) -> None:
         self._relative = self._relative_e = True
-        self._send("ok")
+        self._send_ok()
 
     def _set_absolute_e(self, command: Command) -> None:
         self._relative_e = False
-        self._send("ok")
+        self._send_ok()
 
     def _set_relative_e(self, command: Command) -> None:
         self._relative_e = True
-        self._send("ok")
+        self._send_ok()
 
     def _set_position(self, command: Command) -> None:
         given = {axis: command.param(axis) for axis in _AXES if axis in command.params}
@@ -514,13 +729,13 @@ class VirtualMarlin:
         for axis, value in given.items():
             if value is not None:
                 self._position[axis] = value * self._mm_per_unit
-        self._send("ok")
+        self._send_ok()
 
     def _set_feedrate_percent(self, command: Command) -> None:
         percent = command.param("S")
         if percent is not None and percent > 0:
             self._feedrate_percent = percent
-        self._send("ok")
+        self._send_ok()
 
     def _report_position(self, command: Command) -> None:
         x, y, z, e = (self._position[axis] for axis in _AXES)
@@ -536,7 +751,7 @@ class VirtualMarlin:
             self._last_line = int(number)
         elif default is not None:
             self._last_line = default
-        self._send("ok")
+        self._send_ok()
 
     def _report_firmware(self, command: Command) -> None:
         self._send("FIRMWARE_NAME:Virtual Marlin 1.0 PROTOCOL_VERSION:1.0")
@@ -550,25 +765,124 @@ class VirtualMarlin:
         }
         for name, supported in capabilities.items():
             self._send(f"Cap:{name}:{int(supported)}")
-        self._send("ok")
+        self._send_ok()
 
     def _echo_message(self, command: Command) -> None:
         self._send(f"echo:{command.argument_text}")
-        self._send("ok")
+        self._send_ok()
+
+    # -- SD card (§7) ----------------------------------------------------------------------------------
 
     def _list_sd(self, command: Command) -> None:
-        # The virtual SD card is always empty.
         self._send("Begin file list")
+        for name, data in self._sd_files.items():
+            self._send(f"{name} {len(data)}")
         self._send("End file list")
-        self._send("ok")
+        self._send_ok()
 
     def _init_sd(self, command: Command) -> None:
         self._send("SD card ok")
-        self._send("ok")
+        self._send_ok()
+
+    def _sd_status(self) -> str:
+        if self._sd_selected is None or not self._sd_printing:
+            return "Not SD printing"
+        return f"SD printing byte {self._sd_position}/{len(self._sd_files[self._sd_selected])}"
 
     def _report_sd(self, command: Command) -> None:
-        self._send("Not SD printing")
-        self._send("ok")
+        interval = command.param("S")
+        if interval is not None:
+            # M27 S<n>: report every n seconds, 0 turns it off.
+            self._sd_report_interval = max(0.0, interval)
+            self._sd_report_due = self._clock + interval if interval > 0 else math.inf
+        else:
+            self._send(self._sd_status())
+        self._send_ok()
+
+    def _select_sd_file(self, command: Command) -> None:
+        name = command.argument_text.strip().lower()
+        if name in self._sd_files:
+            self._sd_selected, self._sd_position, self._sd_printing = name, 0, False
+            self._send(f"File opened: {name} Size: {len(self._sd_files[name])}")
+            self._send("File selected")
+        else:
+            self._send(f"open failed, File: {name}.")
+        self._send_ok()
+
+    def _start_sd_print(self, command: Command) -> None:
+        self._sd_printing = self._sd_selected is not None
+        self._send_ok()
+
+    def _pause_sd_print(self, command: Command) -> None:
+        self._sd_printing = False
+        self._send_ok()
+
+    def _set_sd_position(self, command: Command) -> None:
+        position = command.param("S")
+        if self._sd_selected is not None and position is not None:
+            self._sd_position = min(max(0, int(position)), len(self._sd_files[self._sd_selected]))
+        self._send_ok()
+
+    def _start_sd_write(self, command: Command) -> None:
+        name = command.argument_text.strip().lower()
+        if not name:
+            self._send("Error: error writing to file")
+        else:
+            self._sd_writing = (name, bytearray())
+            self._send(f"Writing to file: {name}")
+        self._send_ok()
+
+    def _write_sd_line(self, text: str) -> None:
+        assert self._sd_writing is not None
+        name, data = self._sd_writing
+        used = sum(len(d) for n, d in self._sd_files.items() if n != name)
+        if used + len(data) + len(text) + 1 > SD_CARD_CAPACITY:
+            self._sd_writing = None
+            self._send("Error: error writing to file (SD card full)")
+        else:
+            data += text.encode("ascii", errors="replace") + b"\n"
+        self._send_ok()
+
+    def _finish_sd_write(self) -> None:
+        assert self._sd_writing is not None
+        name, data = self._sd_writing
+        self._sd_writing = None
+        self._sd_files[name] = bytes(data)
+        self._send("Done saving file.")
+        self._send_ok()
+
+    def _delete_sd_file(self, command: Command) -> None:
+        name = command.argument_text.strip().lower()
+        if self._sd_files.pop(name, None) is None:
+            self._send(f"Deletion failed, File: {name}.")
+        else:
+            self._send(f"File deleted:{name}")
+            if self._sd_selected == name:
+                self._sd_selected, self._sd_printing = None, False
+        self._send_ok()
+
+    def _run_sd_line(self) -> bool:
+        """Execute the next line of the SD print; False when there is none to run now."""
+        if not self._sd_printing or self._sd_selected is None or self._blocker is not None:
+            return False
+        data = self._sd_files[self._sd_selected]
+        if self._sd_position >= len(data):
+            self._sd_printing = False
+            self._send("Done printing file")
+            return False
+        end = data.find(b"\n", self._sd_position)
+        end = len(data) if end < 0 else end + 1
+        text = data[self._sd_position : end].decode("ascii", errors="replace").split(";", 1)[0].strip()
+        self._sd_position = end
+        if text:
+            self._executing_sd = True
+            try:
+                self._record(None, text)
+                self._execute(parse_command(text))
+            finally:
+                self._executing_sd = False
+            self._blocker_from_sd = self._blocker is not None
+        return True
 
     # -- temperatures ----------------------------------------------------------------------------------
 
@@ -589,7 +903,7 @@ class VirtualMarlin:
         interval = command.param("S") or 0.0
         self._autoreport_interval = max(0.0, interval)
         self._autoreport_due = self._clock + interval if interval > 0 else math.inf
-        self._send("ok")
+        self._send_ok()
 
     def _target_tool(self, command: Command) -> Heater | None:
         """The hotend a ``T`` parameter names (default: the active one); None after an error line."""
@@ -605,18 +919,18 @@ class VirtualMarlin:
         target = command.param("S")
         if heater is not None and target is not None:
             heater.target = max(0.0, target)
-        self._send("ok")
+        self._send_ok()
 
     def _set_bed_temperature(self, command: Command) -> None:
         target = command.param("S")
         if target is not None:
             self._bed.target = max(0.0, target)
-        self._send("ok")
+        self._send_ok()
 
     def _wait_tool_temperature(self, command: Command) -> None:
         heater = self._target_tool(command)
         if heater is None:
-            self._send("ok")
+            self._send_ok()
             return
         self._wait_for_temperature(heater, "T", command)
 
@@ -647,11 +961,11 @@ class VirtualMarlin:
 
     def _cancel_heatup(self, command: Command) -> None:
         # The emergency parser already ended any heat-up wait when the line arrived.
-        self._send("ok")
+        self._send_ok()
 
     def _end_heatup(self) -> None:
         """``M108`` on arrival: a waiting ``M109``/``M190`` stops waiting and sends its ok."""
         if isinstance(self._blocker, _AwaitTemperature):
             self._blocker = None
-            self._send("ok")
+            self._send_ok(quiet=self._blocker_from_sd)
             self._wait_due = self._clock + WAIT_INTERVAL

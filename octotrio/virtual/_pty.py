@@ -3,19 +3,34 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import fcntl
 import math
 import os
+import termios
 import tty
+from collections.abc import Awaitable, Callable
 
 import trio
 
 from ._firmware import FirmwareOptions, VirtualMarlin
+
+PORT_POLL_INTERVAL = 0.1
+"""Seconds between looks at the line settings while a killed firmware waits for a host to reopen
+the port; short enough that a reconnecting host's second hello finds the printer reset."""
+_IDLE_SPEED = termios.B50
+"""The line speed the printer sets on its side of the pty while killed: any host opening the
+device sets its own baud rate, which is how the printer notices the open (a pty has no DTR)."""
+_TIOCVHANGUP = 0x5437
+"""Linux's ioctl that hangs up every open handle of a tty (Python's termios does not name it)."""
 
 
 async def run_virtual_printer(
     options: FirmwareOptions | None = None,
     *,
     link_path: str | None = None,
+    record_path: str | None = None,
+    baudrate: int | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Simulate a Marlin printer on a new pty until cancelled.
@@ -26,39 +41,123 @@ async def run_virtual_printer(
     reported instead; the link is removed on exit if it still points at this printer.
 
     The printer keeps its own handle on the device open, so a host may open, close and reopen it
-    at any time; the firmware is not reset by that (its banner is sent once, at start). What it
-    writes while no host has the device open (the banner, ``wait`` lines) waits in the pty's
-    buffer for the next host to read; once that buffer is full the printer stops reading too.
+    at any time; the firmware is not reset by that (its banner is sent once, at start), except
+    after it was killed (``M112``, a fatal fault): then a host opening the device resets it, as
+    the DTR pulse of opening a real port resets a real board. What it writes while no host has
+    the device open (the banner, ``wait`` lines) waits in the pty's buffer for the next host to
+    read; once that buffer is full the printer stops reading too. A ``disconnect`` fault hangs up
+    every host handle (they read end of file) and resets the firmware.
+
+    ``record_path``: every executed line is appended to this file (``N<n> <command>`` or the plain
+    command), flushed as it goes. ``baudrate``: pace both directions to ``baudrate / 10`` bytes per
+    second (8N1 framing, marlin-serial.md §12) instead of pty speed.
 
     Cancellation closes both ends of the pty: a host still holding the device open then reads
     end of file or gets an error, as if the printer had been unplugged.
     """
+    options = options if options is not None else FirmwareOptions()
+    if record_path is not None:
+        options = dataclasses.replace(options, record=True)
     master, slave = os.openpty()
     stream = trio.lowlevel.FdStream(master)  # owns (and closes) the master fd from here on
+    port = _Port(slave, os.ttyname(slave))
     try:
         tty.setraw(slave)
-        device = os.ttyname(slave)
         if link_path is not None:
-            _link_atomically(device, link_path)
+            _link_atomically(port.device, link_path)
         try:
-            firmware = VirtualMarlin(options, now=trio.current_time())
-            task_status.started(device if link_path is None else link_path)
-            await _pump(stream, firmware)
+            async with contextlib.AsyncExitStack() as stack:
+                record = None
+                if record_path is not None:
+                    file = await stack.enter_async_context(await trio.open_file(record_path, "a"))
+
+                    async def record(lines: list[str]) -> None:
+                        await file.write("".join(f"{line}\n" for line in lines))
+                        await file.flush()
+
+                pacer = _Pacer(baudrate)
+                firmware = VirtualMarlin(options, now=trio.current_time())
+                task_status.started(port.device if link_path is None else link_path)
+                await _pump(stream, port, options, firmware, pacer, record)
         finally:
             if link_path is not None:
-                _unlink_if_pointing_at(link_path, device)
+                _unlink_if_pointing_at(link_path, port.device)
     finally:
         await trio.aclose_forcefully(stream)
-        os.close(slave)
+        os.close(port.slave)
 
 
-async def _pump(stream: trio.lowlevel.FdStream, firmware: VirtualMarlin) -> None:
+class _Port:
+    """The printer's own handle on the pty's device side."""
+
+    def __init__(self, slave: int, device: str) -> None:
+        self.slave = slave
+        self.device = device
+
+    def hang_up(self) -> None:
+        """Hang up every handle of the device (hosts read end of file) and take a fresh one."""
+        fcntl.ioctl(self.slave, _TIOCVHANGUP)
+        os.close(self.slave)
+        self.slave = os.open(self.device, os.O_RDWR | os.O_NOCTTY)
+        tty.setraw(self.slave)
+
+    def set_idle_speed(self) -> None:
+        attributes = termios.tcgetattr(self.slave)
+        attributes[4] = attributes[5] = _IDLE_SPEED
+        termios.tcsetattr(self.slave, termios.TCSANOW, attributes)
+
+    def reopened(self) -> bool:
+        """A host set its line speed since ``set_idle_speed``: the device was opened."""
+        return bool(termios.tcgetattr(self.slave)[4] != _IDLE_SPEED)
+
+
+class _Pacer:
+    """Baud-rate pacing: when each direction of the emulated wire is free again."""
+
+    def __init__(self, baudrate: int | None) -> None:
+        # 8N1: 10 bits on the wire per byte (marlin-serial.md §12).
+        self.bytes_per_second = baudrate / 10 if baudrate else math.inf
+        self.send_free_at = self.receive_free_at = -math.inf
+
+    def sent(self, count: int, now: float) -> None:
+        self.send_free_at = max(now, self.send_free_at) + count / self.bytes_per_second
+
+    def received(self, count: int, now: float) -> None:
+        self.receive_free_at = max(now, self.receive_free_at) + count / self.bytes_per_second
+
+
+async def _pump(
+    stream: trio.lowlevel.FdStream,
+    port: _Port,
+    options: FirmwareOptions,
+    firmware: VirtualMarlin,
+    pacer: _Pacer,
+    record: Callable[[list[str]], Awaitable[None]] | None,
+) -> None:
     """Move bytes between the pty and the firmware, waking for its deadlines; never returns."""
+    waiting_for_host = False
     while True:
+        if record is not None and (executed := firmware.take_executed()):
+            await record(executed)
         outgoing = firmware.data_to_send()
         if outgoing:
+            await trio.sleep_until(pacer.send_free_at)
             await stream.send_all(outgoing)
+            pacer.sent(len(outgoing), trio.current_time())
+        if firmware.hangup_requested:
+            port.hang_up()
+            firmware = VirtualMarlin(options, now=trio.current_time())
+            continue
+        if firmware.reset_requested or (waiting_for_host and port.reopened()):
+            waiting_for_host = False
+            firmware = VirtualMarlin(options, now=trio.current_time())
+            continue
+        if firmware.killed and not waiting_for_host:
+            port.set_idle_speed()
+            waiting_for_host = True
         deadline = firmware.next_deadline()
+        if waiting_for_host:
+            deadline = trio.current_time() + PORT_POLL_INTERVAL
         capacity = firmware.receive_capacity
         received = b""
         with trio.move_on_at(math.inf if deadline is None else deadline):
@@ -66,11 +165,13 @@ async def _pump(stream: trio.lowlevel.FdStream, firmware: VirtualMarlin) -> None
                 # The firmware's buffer is full: leave the bytes in the kernel's until a
                 # waiting command finishes, which holds the host back.
                 await trio.sleep_forever()
+            await trio.sleep_until(pacer.receive_free_at)
             received = await stream.receive_some(capacity)
             if not received:
                 # We hold the slave open, so the master cannot see end of file.
                 raise RuntimeError("the pty master reported end of file")
         if received:
+            pacer.received(len(received), trio.current_time())
             firmware.receive_data(received, trio.current_time())
         else:
             firmware.advance(trio.current_time())
