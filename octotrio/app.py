@@ -56,6 +56,10 @@ class ServerConfig:
     baudrate: int = 115200
     virtual_printer: FirmwareOptions = field(default_factory=FirmwareOptions)
     virtual_printer_link: str | None = None
+    virtual_printer_record: str | None = None
+    """Append every line the built-in printer executes to this file (``--virtual-printer-record``)."""
+    virtual_printer_baud: int | None = None
+    """Pace the built-in printer's pty like a serial link at this baud rate (default: unpaced)."""
     api_key: str = field(default_factory=lambda: secrets.token_hex(16))
     """The global API key for REST calls; a random one unless given (``--api-key``)."""
     access: AccessConfig = field(default_factory=AccessConfig)
@@ -101,11 +105,15 @@ async def _run_cancellable(
     scope: trio.CancelScope,
     options: FirmwareOptions,
     link_path: str | None,
+    record_path: str | None = None,
+    baudrate: int | None = None,
     *,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     with scope:
-        await run_virtual_printer(options, link_path=link_path, task_status=task_status)
+        await run_virtual_printer(
+            options, link_path=link_path, record_path=record_path, baudrate=baudrate, task_status=task_status
+        )
 
 
 async def run(
@@ -132,7 +140,12 @@ async def run(
         if config.serial_port is None:
             virtual_printer_scope = trio.CancelScope()
             printer_port: str = await root.start(
-                _run_cancellable, virtual_printer_scope, config.virtual_printer, config.virtual_printer_link
+                _run_cancellable,
+                virtual_printer_scope,
+                config.virtual_printer,
+                config.virtual_printer_link,
+                config.virtual_printer_record,
+                config.virtual_printer_baud,
             )
         else:
             printer_port = config.serial_port

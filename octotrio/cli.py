@@ -38,6 +38,20 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="also expose the built-in printer's pty at this symlink",
     )
+    serve.add_argument(
+        "--virtual-printer-faults", type=virtual.parse_faults, metavar="SPEC", help=virtual.FAULTS_HELP
+    )
+    serve.add_argument(
+        "--virtual-printer-record",
+        metavar="PATH",
+        help="append every line the built-in printer executes to PATH",
+    )
+    serve.add_argument(
+        "--virtual-printer-baud",
+        type=virtual.positive_int,
+        metavar="RATE",
+        help="pace the built-in printer's pty like a serial link at RATE baud (default: unpaced)",
+    )
 
     serve.add_argument(
         "--api-key",
@@ -127,6 +141,8 @@ def main(argv: list[str] | None = None) -> None:
             serial_port=args.serial,
             baudrate=args.baud,
             virtual_printer_link=args.virtual_printer_link,
+            virtual_printer_record=args.virtual_printer_record,
+            virtual_printer_baud=args.virtual_printer_baud,
             sockjs_test_services=args.sockjs_test_services,
             sockjs_response_limit=args.sockjs_response_limit,
             sockjs_heartbeat=args.sockjs_heartbeat,
@@ -135,6 +151,10 @@ def main(argv: list[str] | None = None) -> None:
         )
         if args.api_key:
             config = dataclasses.replace(config, api_key=args.api_key)
+        if args.virtual_printer_faults is not None:
+            config = dataclasses.replace(
+                config, virtual_printer=virtual.FirmwareOptions(faults=args.virtual_printer_faults)
+            )
         try:
             config = dataclasses.replace(config, access=load_config(args.config))
         except ConfigError as error:
