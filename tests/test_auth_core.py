@@ -4,6 +4,7 @@ origins, subscriptions; and push sessions under a fake clock, with a fuzz of cli
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -114,7 +115,13 @@ def test_subscription_semantics() -> None:
     assert listed.wants_event("Home")
     assert not listed.wants_event("ZChange")
     assert not listed.state
-    for invalid in ({"state": "x"}, {"events": 5}, {"state": {"logs": "("}}, {"state": {"logs": "x" * 300}}):
+    invalid_selections: list[dict[str, object]] = [
+        {"state": "x"},
+        {"events": 5},
+        {"state": {"logs": "("}},
+        {"state": {"logs": "x" * 300}},
+    ]
+    for invalid in invalid_selections:
         with pytest.raises(ValueError, match=r"must|invalid|longer"):
             parse_subscription(invalid)
 
@@ -161,7 +168,7 @@ def test_fuzzed_client_messages_leave_the_session_and_others_healthy(messages: l
         async with trio.open_nursery() as nursery:
             for connection in (fuzzed, other):
                 nursery.start_soon(
-                    lambda c=connection: serve_push_session(c, hub=hub, server=ServerInfo("t"), access=access)
+                    partial(serve_push_session, connection, hub=hub, server=ServerInfo("t"), access=access)
                 )
             await other.to_server.send(json.dumps({"auth": f"alice:{token}"}))
             for text in messages:

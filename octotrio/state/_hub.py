@@ -105,7 +105,9 @@ class StateHub:
         )
         self._wake_sessions()
 
-    def publish_event(self, event_type: str, payload: JSONObject | None, *, origin: object | None = None) -> None:
+    def publish_event(
+        self, event_type: str, payload: JSONObject | None, *, origin: object | None = None
+    ) -> None:
         """Encode an event once, journal it and wake every session (except ``origin``'s)."""
         self.publish("event", {"type": event_type, "payload": payload}, name=event_type, origin=origin)
 
