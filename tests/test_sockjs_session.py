@@ -31,8 +31,13 @@ RECEIVER = "first receiver"
 OTHER = "second receiver"
 
 
-def new_session(**options: object) -> Session:
-    return Session(now=0.0, disconnect_delay=5.0, heartbeat_interval=25.0, max_queued_bytes=100, **options)  # type: ignore[arg-type]
+def new_session() -> Session:
+    return Session(now=0.0, disconnect_delay=5.0, heartbeat_interval=25.0, max_queued_bytes=100)
+
+
+def state_of(session: Session) -> SessionState:
+    """The state, read through a call so that mypy does not keep an earlier narrowing."""
+    return session.state
 
 
 def texts(session: Session, receiver: object, now: float) -> list[str]:
@@ -93,7 +98,7 @@ def test_close_delivers_what_was_queued_then_the_close_frame() -> None:
     assert not session.enqueue(['"too late"'])
     session.close(1000, "second close is ignored")
     assert texts(session, RECEIVER, 0.0) == ["o", 'a["last words"]', 'c[3000,"Go away!"]']
-    assert session.state is SessionState.CLOSED
+    assert state_of(session) is SessionState.CLOSED
 
 
 def test_close_frame_stays_served_until_the_session_expires() -> None:
@@ -210,7 +215,8 @@ def test_take_frame_from_a_receiver_that_is_not_attached_is_a_bug() -> None:
 # J1/J2: any unicode, lone surrogates, line separators, % and control characters included.
 awkward_pieces = st.one_of(
     st.characters(codec=None, exclude_categories=()),
-    st.sampled_from(["\u2028", "\u2029", "%", "%25", "%41", "\0", "\r", "\n", "\ud800", "\udfff", "</script>"]),
+    st.sampled_from(["\u2028", "\u2029", "%", "%25", "%41", "\0", "\r", "\n", "\ud800", "\udfff"]),
+    st.just("</script>"),
 )
 awkward_text = st.lists(awkward_pieces, max_size=20).map("".join)
 messages = st.lists(awkward_text, max_size=5)

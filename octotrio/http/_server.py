@@ -11,6 +11,7 @@ import trio
 
 from octotrio.sockjs import (
     DEFAULT_SOCKJS_URL,
+    DISCONNECT_DELAY,
     HEARTBEAT_INTERVAL,
     RESPONSE_LIMIT,
     SockJSApp,
@@ -253,6 +254,7 @@ async def serve_http(
     prefix: str = "/sockjs",
     heartbeat_interval: float = HEARTBEAT_INTERVAL,
     response_limit: int = RESPONSE_LIMIT,
+    disconnect_delay: float = DISCONNECT_DELAY,
     sockjs_url: str = DEFAULT_SOCKJS_URL,
     test_services: bool = False,
     write_timeout: float = WRITE_TIMEOUT,
@@ -265,6 +267,7 @@ async def serve_http(
     :class:`HttpServer` reports the real port and URL, and ``await server.shutdown()`` stops it
     in order and makes this function return. ``heartbeat_interval`` is the seconds between SockJS
     heartbeats (S9); ``response_limit`` the bytes after which a streaming response ends (S7);
+    ``disconnect_delay`` the seconds a session without a receiver lives on (S4);
     ``sockjs_url`` the script the SockJS iframe page loads (H4); ``write_timeout`` the seconds a
     write may take before its client counts as gone (:data:`WRITE_TIMEOUT`). ``test_services``
     mounts the SockJS protocol test services at the root (``/echo``, ``/close``,
@@ -276,7 +279,10 @@ async def serve_http(
     websocket clients get a best-effort close 1001, bounded to half a second.
     """
     options = SockJSOptions(
-        heartbeat_interval=heartbeat_interval, response_limit=response_limit, sockjs_url=sockjs_url
+        heartbeat_interval=heartbeat_interval,
+        response_limit=response_limit,
+        disconnect_delay=disconnect_delay,
+        sockjs_url=sockjs_url,
     )
     router = router or Router()
     sessions = SessionRegistry()

@@ -317,7 +317,7 @@ class SockJSEndpoint:
         """T1: the ``c`` (or ``callback``) parameter, or None after answering 500."""
         query = parse_qs(exchange.request.query, keep_blank_values=True)
         values = query.get("c") or query.get("callback")
-        if not values:
+        if not values or not values[0]:
             await exchange.respond(500, [TEXT_PLAIN], CALLBACK_REQUIRED)
             return None
         if not valid_callback(values[0]):
