@@ -12,6 +12,7 @@ from pathlib import Path
 
 import trio
 
+from conformance import _cli as conformance_cli
 from octotrio import __version__, virtual
 from octotrio.app import DEFAULT_MAX_UPLOAD_BYTES, RunningServer, ServerConfig, run
 from octotrio.auth import ConfigError, load_config
@@ -103,6 +104,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "virtual-printer", help="run only the virtual Marlin printer on a pty"
     )
     virtual.add_arguments(virtual_parser)
+
+    conform_parser = commands.add_parser(
+        "conform", help="run the conformance suite against any push API server (spec/requirements.toml)"
+    )
+    conformance_cli.add_arguments(conform_parser)
     return parser
 
 
@@ -162,6 +168,8 @@ def main(argv: list[str] | None = None) -> None:
         trio.run(_serve, config)
     elif args.command == "user":
         sys.exit(run_user_command(args))
+    elif args.command == "conform":
+        sys.exit(conformance_cli.main_from_args(args))
     else:
         trio.run(virtual.main_from_args, args)
     sys.exit(0)
