@@ -559,31 +559,35 @@ async def test_test_services_are_off_by_default(nursery: trio.Nursery) -> None:
 # HTTP/1.0 and isolation
 
 
-async def test_http10_greeting_closes_the_connection(server: HttpServer) -> None:
-    # P3: Content-Length 19 and Connection: close, then the server closes.
+async def exchange_until_closed(server: HttpServer, request: bytes) -> tuple[bytes, bytes]:
+    """Send raw ``request``; return the lowercased response head and the body the server sent
+    before it closed the connection."""
     async with await trio.open_tcp_stream("127.0.0.1", server.port) as tcp:
-        await tcp.send_all(b"GET /sockjs HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+        await tcp.send_all(request)
         answer = b""
         with trio.fail_after(HANG_GUARD):
             while chunk := await tcp.receive_some(4096):
                 answer += chunk
     head, _, body = answer.partition(b"\r\n\r\n")
-    assert b"content-length: 19" in head.lower()
-    assert b"connection: close" in head.lower()
+    return head.lower(), body
+
+
+async def test_http10_greeting_closes_the_connection(server: HttpServer) -> None:
+    # P3: Content-Length 19 and Connection: close, then the server closes.
+    head, body = await exchange_until_closed(
+        server, b"GET /sockjs HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"
+    )
+    assert b"content-length: 19" in head
+    assert b"connection: close" in head
     assert body == b"Welcome to SockJS!\n"
 
 
 async def test_http10_streaming_is_raw_and_closed(server: HttpServer) -> None:
     # P3: no Transfer-Encoding, no Content-Length, raw frames, then the socket closes.
-    async with await trio.open_tcp_stream("127.0.0.1", server.port) as tcp:
-        await tcp.send_all(b"POST /close/0/http10/xhr_streaming HTTP/1.0\r\nContent-Length: 0\r\n\r\n")
-        answer = b""
-        with trio.fail_after(HANG_GUARD):
-            while chunk := await tcp.receive_some(4096):
-                answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    assert b"transfer-encoding" not in head.lower()
-    assert b"content-length" not in head.lower()
+    request = b"POST /close/0/http10/xhr_streaming HTTP/1.0\r\nContent-Length: 0\r\n\r\n"
+    head, body = await exchange_until_closed(server, request)
+    assert b"transfer-encoding" not in head
+    assert b"content-length" not in head
     assert body == b"h" * 2048 + b'\no\nc[3000,"Go away!"]\n'
 
 
