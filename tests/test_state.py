@@ -28,6 +28,7 @@ from octotrio.printer import (
     LinkError,
     Position,
     PrinterEvent,
+    PrinterReset,
     Reading,
     ResendStatsChanged,
     StateChanged,
@@ -479,3 +480,10 @@ def test_every_g_code_event_has_a_null_payload() -> None:
     recorder = Recorder()
     events = fold_all(recorder, [GcodeSent("G4"), GcodeSent("M600"), GcodeSent("G1")])
     assert events == [{"type": "Dwelling", "payload": None}, {"type": "FilamentChange", "payload": None}]
+
+
+def test_a_printer_reset_is_reported_with_whether_it_was_idle() -> None:
+    recorder = Recorder()
+    assert fold_all(recorder, [PrinterReset(idle=True)]) == [
+        {"type": "PrinterReset", "payload": {"idle": True}}
+    ]

@@ -40,6 +40,7 @@ from octotrio.printer import (
     Position,
     PositionReported,
     PrinterEvent,
+    PrinterReset,
     ResendStatsChanged,
     StateChanged,
     TemperatureReport,
@@ -141,6 +142,8 @@ class Aggregator:
                 hub.publish_event("Disconnecting", None)
             case Disconnected():
                 self._disconnected(now)
+            case PrinterReset(idle=idle):
+                hub.publish_event("PrinterReset", {"idle": idle})
             case ResendStatsChanged(count=count, transmitted=transmitted):
                 model.resend_count, model.transmitted = count, transmitted
             case GcodeSent(command=command):
