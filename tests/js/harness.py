@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import secrets
 import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,18 +60,27 @@ def require_node_modules() -> None:
         raise RuntimeError(f"the npm packages are not installed in {NODE_MODULES}: {SETUP_HINT}")
 
 
+@dataclass(frozen=True)
+class Server:
+    """A running ``octotrio serve``: its base URL and its global API key."""
+
+    url: str
+    api_key: str
+
+
 @contextlib.contextmanager
-def running_server() -> Iterator[str]:
-    """Run ``octotrio serve --port 0 --sockjs-test-services`` and yield its base URL.
+def running_server() -> Iterator[Server]:
+    """Run ``octotrio serve --port 0 --sockjs-test-services`` with a fresh API key.
 
     The server is a separate process with the built-in virtual printer, as a user runs it. On
     exit it gets SIGTERM (an ordered shutdown) and is killed if that takes too long.
     """
+    api_key = secrets.token_hex(16)
     command = [sys.executable, "-m", "octotrio", "--log-level", "WARNING", "serve", "--port", "0"]
-    command.append("--sockjs-test-services")
+    command += ["--sockjs-test-services", "--api-key", api_key]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPOSITORY) as server:
         try:
-            yield _read_url(server)
+            yield Server(_read_url(server), api_key)
         finally:
             server.send_signal(signal.SIGTERM)
             try:

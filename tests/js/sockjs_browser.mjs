@@ -1,8 +1,8 @@
 // Runs the sockjs-client scenarios (sockjs_scenarios.mjs) and the status page in headless
 // Chromium (Debian's, driven by playwright-core), every transport concurrently in one browser.
 //
-// Reads {"base": "http://127.0.0.1:PORT", "transports": [...], "messages": [...]} as JSON on
-// stdin and writes {transport: {echo, close, push, page}} as JSON on stdout. Driven by
+// Reads {"base": "http://127.0.0.1:PORT", "transports": [...], "messages": [...], "apiKey": "..."}
+// as JSON on stdin and writes {transport: {echo, close, push, page}} as JSON on stdout. Driven by
 // tests/test_client_browser.py.
 import { readFile } from "node:fs/promises";
 
@@ -18,9 +18,6 @@ const CHROMIUM_FLAGS = [
   "--disable-background-networking",
   "--disable-component-update",
   "--disable-sync",
-  // A browser opens at most 6 HTTP/1.1 connections per host, and streaming and long-polling
-  // transports hold theirs open: each transport gets a host name of its own, all on loopback.
-  "--host-resolver-rules=MAP *.octotrio.test 127.0.0.1",
 ];
 
 // The status page counts `current` messages; two show that updates keep coming.
@@ -37,12 +34,6 @@ async function readStdin() {
   return JSON.parse(Buffer.concat(chunks).toString("utf8"));
 }
 
-function hostFor(base, name) {
-  const url = new URL(base);
-  url.hostname = `${name}.octotrio.test`;
-  return url.origin;
-}
-
 // Page errors and console errors, so that a test can show why something failed.
 function collectErrors(page) {
   const errors = [];
@@ -55,39 +46,47 @@ function collectErrors(page) {
 
 // The scenarios in a plain page of the server's origin (the SockJS greeting at /sockjs),
 // with the sockjs-client bundle that octotrio serves.
-async function runScenarios(context, origin, transport, messagesJson) {
+async function runScenarios(context, base, transport, argumentsJson) {
   const page = await context.newPage();
   const errors = collectErrors(page);
-  await page.goto(`${origin}/sockjs`);
+  await page.goto(`${base}/sockjs`);
   await page.addScriptTag({ url: "/static/sockjs.min.js" });
   await page.addScriptTag({ type: "module", content: SCENARIO_SCRIPT });
   await page.waitForFunction(() => window.runAll !== undefined);
   // Strings cross the browser boundary as JSON text: JSON.stringify escapes lone surrogates,
   // which the protocol between Playwright and the browser would otherwise replace.
   const resultJson = await page.evaluate(
-    async ({ origin, transport, messagesJson }) => {
-      const results = await window.runAll(window.SockJS, origin, [transport], JSON.parse(messagesJson));
+    async ({ base, transport, argumentsJson }) => {
+      const options = { ...JSON.parse(argumentsJson), base, transports: [transport] };
+      const results = await window.runAll(window.SockJS, options);
       return JSON.stringify(results[transport]);
     },
-    { origin, transport, messagesJson },
+    { base, transport, argumentsJson },
   );
   return { ...JSON.parse(resultJson), errors };
 }
 
-// The status page with `transport` selected: what it shows once updates arrive.
-async function watchStatusPage(context, origin, transport) {
+// The status page with `transport` selected, logged in as a user would with the API key:
+// what it shows once updates arrive.
+async function watchStatusPage(context, base, transport, apiKey) {
   const page = await context.newPage();
   const errors = collectErrors(page);
-  await page.goto(`${origin}/?transport=${transport}`);
+  await page.goto(`${base}/?transport=${transport}`);
+  await page.fill("#api-key", apiKey);
+  await page.press("#api-key", "Enter");
   const updatesArrived = await page
     .waitForFunction((count) => Number(document.getElementById("updates").textContent) >= count, PAGE_UPDATES, {
       timeout: PAGE_TIMEOUT_MS,
     })
-    .then(() => true, () => false);
+    .then(
+      () => true,
+      () => false,
+    );
   return {
     updatesArrived,
     transport: await page.locator("#link").getAttribute("data-transport"),
     link: await page.locator("#link").textContent(),
+    user: await page.locator("#user").textContent(),
     state: await page.locator("#state").textContent(),
     logLines: (await page.locator("#log").textContent()).split("\n").filter((line) => line).length,
     heaters: await page.locator("#temperatures li").count(),
@@ -95,24 +94,31 @@ async function watchStatusPage(context, origin, transport) {
   };
 }
 
-async function runTransport(browser, base, transport, messagesJson) {
+// A browser opens at most 6 HTTP/1.1 connections per host and browser context, and streaming
+// and long-polling transports hold theirs open: each transport's scenarios, and each status
+// page, run in a browser context of their own, so that none waits for another's connections.
+async function inNewContext(browser, run) {
   const context = await browser.newContext();
   try {
-    const [scenarios, page] = await Promise.all([
-      runScenarios(context, hostFor(base, transport), transport, messagesJson),
-      watchStatusPage(context, hostFor(base, `page-${transport}`), transport),
-    ]);
-    return [transport, { ...scenarios, page }];
+    return await run(context);
   } finally {
     await context.close();
   }
 }
 
-const { base, transports, messages } = await readStdin();
+async function runTransport(browser, transport, { base, messages, apiKey }) {
+  const argumentsJson = JSON.stringify({ messages, apiKey });
+  const [scenarios, page] = await Promise.all([
+    inNewContext(browser, (context) => runScenarios(context, base, transport, argumentsJson)),
+    inNewContext(browser, (context) => watchStatusPage(context, base, transport, apiKey)),
+  ]);
+  return [transport, { ...scenarios, page }];
+}
+
+const options = await readStdin();
 const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS });
 try {
-  const messagesJson = JSON.stringify(messages);
-  const results = await Promise.all(transports.map((t) => runTransport(browser, base, t, messagesJson)));
+  const results = await Promise.all(options.transports.map((t) => runTransport(browser, t, options)));
   process.stdout.write(JSON.stringify(Object.fromEntries(results)));
 } finally {
   await browser.close();

@@ -1,7 +1,7 @@
 // Runs the sockjs-client scenarios (sockjs_scenarios.mjs) in node, every transport concurrently.
 //
-// Reads {"base": "http://127.0.0.1:PORT", "transports": [...], "messages": [...]} as JSON on
-// stdin and writes {transport: {echo, close, push}} as JSON on stdout. Driven by
+// Reads {"base": "http://127.0.0.1:PORT", "transports": [...], "messages": [...], "apiKey": "..."}
+// as JSON on stdin and writes {transport: {echo, close, push}} as JSON on stdout. Driven by
 // tests/test_client_node.py.
 import SockJS from "sockjs-client";
 
@@ -13,6 +13,6 @@ async function readStdin() {
   return JSON.parse(Buffer.concat(chunks).toString("utf8"));
 }
 
-const { base, transports, messages } = await readStdin();
-const results = await runAll(SockJS, base, transports, messages);
-process.stdout.write(JSON.stringify(results));
+const results = await runAll(SockJS, await readStdin());
+// Exit once the output is written: scenarios that timed out may still hold sockets and timers.
+process.stdout.write(JSON.stringify(results), () => process.exit(0));

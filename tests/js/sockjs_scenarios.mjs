@@ -22,15 +22,16 @@ function open(SockJS, url, transport) {
   return new SockJS(url, null, { transports: [transport], timeout: TRANSPORT_TIMEOUT_MS });
 }
 
-// Run `body(resolve, record)` until it resolves or the scenario times out.
+// Run `body(done, record)` until it calls `done(record)`, throws, or the scenario times out.
 function scenario(body) {
   return new Promise((resolve) => {
     const record = { opened: false, transport: null, close: null };
     const timer = setTimeout(() => resolve({ ...record, timedOut: true }), SCENARIO_TIMEOUT_MS);
-    body((result) => {
+    const finish = (result) => {
       clearTimeout(timer);
       resolve(result);
-    }, record);
+    };
+    Promise.resolve(body(finish, record)).catch((error) => finish({ ...record, error: String(error) }));
   });
 }
 
@@ -71,9 +72,23 @@ export function serverClose(SockJS, base, transport) {
   });
 }
 
-// Connect to the push API and note the type of each message until enough `current` arrived.
-export function push(SockJS, base, transport) {
-  return scenario((done, record) => {
+// A login session for the push API: a passive login with the API key (octoprint-push.md §2.2).
+async function login(base, apiKey) {
+  const response = await fetch(`${base}/api/login`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-Api-Key": apiKey },
+    body: JSON.stringify({ passive: true }),
+  });
+  if (!response.ok) throw new Error(`login failed: ${response.status} ${await response.text()}`);
+  const user = await response.json();
+  return `${user.name}:${user.session}`;
+}
+
+// Connect to the push API, authenticate the socket once `connected` arrives, and note the type
+// of each message until enough `current` arrived.
+export function push(SockJS, base, transport, apiKey) {
+  return scenario(async (done, record) => {
+    const auth = await login(base, apiKey);
     const sock = open(SockJS, `${base}/sockjs`, transport);
     record.types = [];
     record.state = null;
@@ -86,6 +101,8 @@ export function push(SockJS, base, transport) {
       const message = typeof event.data === "string" ? JSON.parse(event.data) : event.data;
       const type = Object.keys(message)[0];
       record.types.push(type);
+      // Client messages are JSON text, like OctoPrint's own client sends them.
+      if (type === "connected") sock.send(JSON.stringify({ auth }));
       if (type === "current") record.state = message.current.state.text;
       if (record.types.filter((t) => t === "current").length === PUSH_CURRENT_COUNT) sock.close();
     };
@@ -97,13 +114,14 @@ export function push(SockJS, base, transport) {
 }
 
 // Every scenario for every transport, concurrently: {transport: {echo, close, push}}.
-export async function runAll(SockJS, base, transports, messages) {
+// `apiKey` is the server's global API key, for the push API's login.
+export async function runAll(SockJS, { base, transports, messages, apiKey }) {
   const results = await Promise.all(
     transports.map(async (transport) => {
       const [echoed, closed, pushed] = await Promise.all([
         echo(SockJS, base, transport, messages),
         serverClose(SockJS, base, transport),
-        push(SockJS, base, transport),
+        push(SockJS, base, transport, apiKey),
       ]);
       return [transport, { echo: echoed, close: closed, push: pushed }];
     }),

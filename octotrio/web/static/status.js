@@ -5,6 +5,8 @@
 // 2. The server sends JSON objects with one key each: {"connected": ...} first, then
 //    {"history": ...} with the recent past, then {"current": ...} whenever something changed
 //    (at most twice a second) and {"event": ...} as things happen.
+//    Until the socket is logged in, `connected` is all it gets: on `connected`, log in with the
+//    API key (a "passive login" trades it for a login session) and send {"auth": "name:session"}.
 // 3. history and current have the same fields: state, job, progress, and the temperatures
 //    and terminal lines that are new since the previous message. Draw them.
 // 4. When the connection closes, say why and connect again after a pause.
@@ -15,11 +17,14 @@ const MIN_CHART_SECONDS = 60; // and at least one minute, so a fresh page does n
 const MAX_LOG_LINES = 500; // older terminal lines scroll out, so the page stays small
 const RECONNECT_DELAY_MS = 2000; // pause before reconnecting, so a stopped server is not hammered
 const COLORS = ["#e53935", "#1e88e5", "#43a047", "#fb8c00", "#8e24aa"];
+const API_KEY_ITEM = "octotrio.apiKey"; // where the page remembers the API key (localStorage)
 
 const element = (id) => document.getElementById(id);
 const transport = new URLSearchParams(location.search).get("transport") || "";
 let updates = 0; // how many `current` messages arrived: shows that the page is live
 let samples = []; // temperature samples {time, tool0: {actual, target}, bed: ...}, oldest first
+let sock = null; // the SockJS connection
+let auth = null; // "name:session" of our login session, reused when the socket reconnects
 
 function showLink(state, text) {
   element("link").dataset.state = state;
@@ -32,7 +37,7 @@ function connect() {
     return;
   }
   // A whitelist of one transport forces it; without one, sockjs-client tries them in turn.
-  const sock = new SockJS("/sockjs", null, transport ? { transports: [transport] } : {});
+  sock = new SockJS("/sockjs", null, transport ? { transports: [transport] } : {});
   sock.onopen = () => {
     showLink("open", `connected via ${sock.transport}`);
     element("link").dataset.transport = sock.transport;
@@ -51,6 +56,10 @@ function receive(message) {
     element("server").textContent = `OctoPrint ${payload.display_version}`;
     samples = []; // a new session starts with a fresh history
     element("log").textContent = "";
+    authenticate();
+  } else if (type === "reauthRequired") {
+    auth = null; // the login session ended or went stale: log in anew
+    authenticate();
   } else if (type === "history" || type === "current") {
     if (type === "current") element("updates").textContent = ++updates;
     showState(payload.state);
@@ -58,6 +67,32 @@ function receive(message) {
     addTemperatures(payload.temps);
     addLogLines(payload.logs);
   }
+}
+
+// Log the socket in: reuse our login session, or make one from the API key.
+async function authenticate() {
+  if (auth === null) auth = await passiveLogin(localStorage.getItem(API_KEY_ITEM));
+  if (auth !== null && sock.readyState === SockJS.OPEN) sock.send(JSON.stringify({ auth }));
+}
+
+// POST /api/login {"passive": true} with the API key answers the user with a fresh session.
+async function passiveLogin(apiKey) {
+  if (!apiKey) {
+    element("user").textContent = "not logged in: enter the API key";
+    return null;
+  }
+  const response = await fetch("/api/login", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-Api-Key": apiKey },
+    body: JSON.stringify({ passive: true }),
+  });
+  const answer = await response.json();
+  if (!response.ok) {
+    element("user").textContent = `login failed: ${answer.error}`;
+    return null;
+  }
+  element("user").textContent = `logged in as ${answer.name}`;
+  return `${answer.name}:${answer.session}`;
 }
 
 function showState(state) {
@@ -146,6 +181,12 @@ function addLogLines(lines) {
   if (atBottom) log.scrollTop = log.scrollHeight; // follow the log unless the reader scrolled up
 }
 
+element("login").onsubmit = (event) => {
+  event.preventDefault(); // stay on the page: the form only stores the key
+  localStorage.setItem(API_KEY_ITEM, element("api-key").value);
+  auth = null;
+  authenticate();
+};
 element("transport").value = transport;
 element("transport").onchange = (event) => {
   location.search = event.target.value ? `?transport=${event.target.value}` : "";
