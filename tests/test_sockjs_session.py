@@ -142,6 +142,22 @@ def test_interrupted_while_closing_keeps_the_close_it_was_closing_with() -> None
     assert frame.text == 'c[3000,"Go away!"]'
 
 
+def test_a_frame_lost_after_detaching_interrupts_the_session() -> None:
+    # A polling receiver detaches as soon as it took its frame; if the answer then fails, S6.
+    session = new_session()
+    session.attach(RECEIVER, 0.0)
+    texts(session, RECEIVER, 0.0)
+    session.enqueue(['"lost"'])
+    assert texts(session, RECEIVER, 0.0) == ['a["lost"]']
+    session.detach(RECEIVER, 0.0)
+    session.interrupt()
+    frame = session.attach(OTHER, 0.0)
+    assert frame is not None
+    assert frame.close == INTERRUPTED_CLOSE
+    session.interrupt()  # a closed session stays as it is
+    assert session.attach(OTHER, 0.0) == frame
+
+
 def test_a_normal_detach_keeps_the_session_open() -> None:
     session = new_session()
     session.attach(RECEIVER, 0.0)

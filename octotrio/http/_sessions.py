@@ -140,6 +140,11 @@ class SockJSSession:
         self.core.detach(receiver, trio.current_time(), interrupted=interrupted)
         self.notify()
 
+    def interrupt(self) -> None:
+        """Close the session because a frame taken for the client did not reach it (S6)."""
+        self.core.interrupt()
+        self.notify()
+
     async def run_app(self, app: SockJSApp) -> None:
         """Run ``app`` over this session; close the session when it returns (3000) or fails
         (1011, logged). Cancellation cancels the application."""

@@ -277,7 +277,8 @@ class SockJSEndpoint:
         except* ClientGone:
             pass  # a write failed: the same interruption as the client closing
         finally:
-            session.detach(receiver, interrupted=not finished)
+            # Still attached here only if the response ended before its last frame (S6).
+            session.detach(receiver, interrupted=True)
         if not finished:
             raise ClientGone
 
@@ -286,8 +287,17 @@ class SockJSEndpoint:
     ) -> None:
         if not transport.streaming:
             frame = await session.next_frame(receiver)
-            if frame is not None:
+            assert frame is not None, "only this request detaches its receiver"
+            # Free the session before answering: the client's next poll may arrive (on another
+            # connection) before this handler has run its course, and must not get 2010 (S3).
+            session.detach(receiver, interrupted=False)
+            delivered = False
+            try:
                 await exchange.respond(200, transport.headers, transport.encode(frame.text))
+                delivered = True
+            finally:
+                if not delivered:
+                    session.interrupt()  # the frame is lost: S6, as if the request were aborted
             return
         await exchange.start_response(200, transport.headers)
         await exchange.send_chunk(transport.prelude)  # P2: a chunk of its own
@@ -301,6 +311,7 @@ class SockJSEndpoint:
             sent += len(data)
             if frame.close is not None:
                 break
+        session.detach(receiver, interrupted=False)  # before the end, as for polling above
         await exchange.end_response()
 
     async def _respond_frames(self, exchange: HttpExchange, transport: _Receiving, frames: list[str]) -> None:

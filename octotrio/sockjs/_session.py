@@ -186,12 +186,20 @@ class Session:
             return
         self._receiver = None
         self._idle_since = now
-        if interrupted and self.state is not SessionState.CLOSED:
-            if self._close is None:
-                self._close = close_frame(*INTERRUPTED_CLOSE)
-            self._queue.clear()
-            self._queued_bytes = 0
-            self.state = SessionState.CLOSED
+        if interrupted:
+            self.interrupt()
+
+    def interrupt(self) -> None:
+        """Close the session at once because what was sent to the client may not have reached it:
+        an aborted receiver (see :meth:`detach`), or a frame taken after its receiver detached whose
+        response then failed. Does nothing to a CLOSED session (S6)."""
+        if self.state is SessionState.CLOSED:
+            return
+        if self._close is None:
+            self._close = close_frame(*INTERRUPTED_CLOSE)
+        self._queue.clear()
+        self._queued_bytes = 0
+        self.state = SessionState.CLOSED
 
     def take_frame(self, receiver: object, now: float) -> Frame | None:
         """The next frame for the attached ``receiver``, or None when nothing is due yet.
