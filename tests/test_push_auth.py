@@ -269,7 +269,8 @@ async def test_invalid_subscribe_keeps_the_previous_selection(server: RunningSer
             await auth(client, server.http.port, "viewer")
             await client.next_of_type("history")
             server.hub.publish_event("Home", None)
-            assert await client.next_of_type("event") == {"type": "Home", "payload": None}
+            while (await client.next_of_type("event"))["type"] != "Home":
+                pass  # events flow (under Q13 nothing would arrive: the hang guard fails)
 
 
 MALFORMED = [
