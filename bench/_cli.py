@@ -1,0 +1,149 @@
+"""``python -m bench fanout|serial|slow|storm|all``: run benchmarks, print a table, write JSON.
+
+Each benchmark runs against octotrio (started here: ``octotrio serve --port 0`` on 127.0.0.1) and,
+with ``--with-octoprint``, against a real OctoPrint 1.11.8 (``bench/octoprint/setup.sh``) in the
+same run, and prints octotrio's figures as a ratio of OctoPrint's. ``--target URL`` benchmarks an
+already running server instead (push benchmarks only; give its ``--api-key``). Results go to
+``bench/results/<benchmark>-<time>.json`` with the machine description; the runner checks the
+issue's targets and says which hold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import trio
+
+from bench import _report
+from bench._clock import MonotonicClock
+from bench._fanout import measure_fanout
+from bench._machine import describe_machine
+from bench._servers import (
+    BENCH_DIR,
+    Server,
+    export_revision,
+    install_octoprint,
+    octoprint_installed,
+    run_firmware,
+    run_octoprint,
+    run_octotrio,
+)
+
+RESULTS_DIR = BENCH_DIR / "results"
+ACTIVITY_INTERVAL = 0.1
+"""Seconds between the bench firmware's temperature reports during push benchmarks: a steady
+stream of log lines and temperatures, like a print's, so every 0.5 s tick has news."""
+
+ServerFactory = Callable[[str], AbstractAsyncContextManager[Server]]
+"""Starts one server under test, given the path of the printer's pty."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("benchmark", choices=["fanout", "serial", "slow", "storm", "all"])
+    parser.add_argument("--with-octoprint", action="store_true", help="also run against OctoPrint 1.11.8")
+    parser.add_argument("--target", action="append", default=[], metavar="URL",
+                        help="benchmark a running server at URL (repeatable) instead of starting octotrio")
+    parser.add_argument("--api-key", help="API key of the --target servers")
+    parser.add_argument("--clients", type=_counts, default=[10, 200, 1000, 5000], metavar="N,N,...",
+                        help="fan-out client counts (default 10,200,1000,5000)")
+    parser.add_argument("--window", type=float, default=10.0, help="seconds recorded per fan-out case")
+    parser.add_argument("--client-procs", type=int, default=1,
+                        help="processes the clients are spread over (default 1)")
+    parser.add_argument("--stall", type=float, default=60.0, help="seconds the slow client stops reading")
+    parser.add_argument("--octotrio-rev", metavar="REV",
+                        help="benchmark this git revision of octotrio (default: the working tree)")
+    parser.add_argument("--no-save", action="store_true", help="print only; write no JSON")
+    return parser
+
+
+def _counts(text: str) -> list[int]:
+    counts = [int(part) for part in text.split(",") if part]
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError("give positive client counts, e.g. 10,200")
+    return counts
+
+
+def server_factories(args: argparse.Namespace, logs: Path) -> list[ServerFactory]:
+    """The servers each benchmark runs against, in order: octotrio (or the targets), OctoPrint."""
+    factories: list[ServerFactory] = []
+    if args.target:
+        for url in args.target:
+            factories.append(_external(url, args.api_key))
+    else:
+        source = Path(args.octotrio_source)
+        factories.append(lambda pty: run_octotrio(source=source, serial=pty, log_path=logs / "octotrio.log"))
+    if args.with_octoprint:
+        if not octoprint_installed():
+            install_octoprint()
+        factories.append(lambda pty: run_octoprint(serial=pty, log_path=logs / "octoprint.log"))
+    return factories
+
+
+def _external(url: str, api_key: str | None) -> ServerFactory:
+    parts = urlsplit(url)
+
+    @asynccontextmanager
+    async def existing(_pty: str) -> AsyncIterator[Server]:
+        yield Server(parts.hostname or url, parts.port or 80, api_key or "", None)
+
+    return existing
+
+
+async def run_fanout(args: argparse.Namespace, logs: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for factory in server_factories(args, logs):
+        async with run_firmware(report_interval=ACTIVITY_INTERVAL) as firmware, factory(firmware.path) as server:
+            for count in args.clients:
+                row = await measure_fanout(server, count, args.window, args.client_procs)
+                rows.append(row)
+                print(_report.format_rows("fanout", [row]), flush=True)
+                if row["connected"] < count:
+                    break  # this server does not hold this many clients: larger counts are pointless
+    return rows
+
+
+BENCHMARKS = {"fanout": run_fanout}
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    logs = RESULTS_DIR / f"logs-{stamp}"
+    logs.mkdir(parents=True, exist_ok=True)
+    names = list(BENCHMARKS) if args.benchmark == "all" else [args.benchmark]
+    results: dict[str, Any] = {
+        "machine": describe_machine(),
+        "started": stamp,
+        "octotrio": args.octotrio_revision,
+        "client_processes": args.client_procs,
+        "benchmarks": {},
+    }
+    for name in names:
+        rows = await BENCHMARKS[name](args, logs)
+        results["benchmarks"][name] = {"rows": rows, "targets": _report.check_targets(name, rows)}
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-octotrio-") as exported:
+        if args.octotrio_rev:
+            args.octotrio_source = exported
+            args.octotrio_revision = export_revision(args.octotrio_rev, Path(exported))
+        else:
+            args.octotrio_source = str(BENCH_DIR.parent)
+            args.octotrio_revision = "working tree"
+        results = trio.run(run, args, clock=MonotonicClock())
+    print(_report.format_results(results))
+    if not args.no_save:
+        path = RESULTS_DIR / f"{args.benchmark}-{results['started']}.json"
+        path.write_text(json.dumps(results, indent=1, default=str))
+        print(f"results written to {path.relative_to(BENCH_DIR.parent)}")
