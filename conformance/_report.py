@@ -80,10 +80,11 @@ class Results:
     def finish(self) -> list[Result]:
         """Every result, in spec order; unreached requirements get their reason."""
         for result in self._results.values():
-            if result.checked:
-                continue
             if self.only and result.requirement.id not in self.only:
-                result.reason = "not selected (--only)"
+                # Checks run for shared scenarios also judge unselected requirements: drop those verdicts.
+                result.status, result.reason, result.evidence = "skip", "not selected (--only)", []
+            elif result.checked:
+                continue
             elif not result.requirement.checkable:
                 result.reason = result.requirement.check
             elif not result.reason:
