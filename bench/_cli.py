@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +27,7 @@ from bench import _report
 from bench._clock import MonotonicClock
 from bench._fanout import measure_fanout
 from bench._machine import describe_machine
+from bench._serial import StreamFactory, has_job_api, link_driver, measure_serial, print_over_rest
 from bench._servers import (
     BENCH_DIR,
     Server,
@@ -36,31 +38,54 @@ from bench._servers import (
     run_octoprint,
     run_octotrio,
 )
+from bench._slow import measure_slow
+from bench._storm import measure_storm
 
 RESULTS_DIR = BENCH_DIR / "results"
 ACTIVITY_INTERVAL = 0.1
 """Seconds between the bench firmware's temperature reports during push benchmarks: a steady
 stream of log lines and temperatures, like a print's, so every 0.5 s tick has news."""
 
-ServerFactory = Callable[[str], AbstractAsyncContextManager[Server]]
-"""Starts one server under test, given the path of the printer's pty."""
+SERIAL_BAUDS = (0, 115200, 250000)
+"""0: the firmware answers at once (host overhead); then the two common Marlin baud rates."""
+SLOW_READERS = 200
+"""Readers around the stuck client (the issue: one stuck client among 200 readers)."""
+
+ServerFactory = Callable[[str, int], AbstractAsyncContextManager[Server]]
+"""Starts one server under test, given the path of the printer's pty and a port (0: any)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("benchmark", choices=["fanout", "serial", "slow", "storm", "all"])
     parser.add_argument("--with-octoprint", action="store_true", help="also run against OctoPrint 1.11.8")
-    parser.add_argument("--target", action="append", default=[], metavar="URL",
-                        help="benchmark a running server at URL (repeatable) instead of starting octotrio")
+    parser.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="benchmark a running server at URL (repeatable) instead of starting octotrio",
+    )
     parser.add_argument("--api-key", help="API key of the --target servers")
-    parser.add_argument("--clients", type=_counts, default=[10, 200, 1000, 5000], metavar="N,N,...",
-                        help="fan-out client counts (default 10,200,1000,5000)")
+    parser.add_argument(
+        "--clients",
+        type=_counts,
+        default=[10, 200, 1000, 5000],
+        metavar="N,N,...",
+        help="fan-out client counts (default 10,200,1000,5000)",
+    )
     parser.add_argument("--window", type=float, default=10.0, help="seconds recorded per fan-out case")
-    parser.add_argument("--client-procs", type=int, default=1,
-                        help="processes the clients are spread over (default 1)")
+    parser.add_argument(
+        "--client-procs", type=int, default=1, help="processes the clients are spread over (default 1)"
+    )
+    parser.add_argument("--storm-clients", type=int, default=1000, help="clients of the connect storm")
+    parser.add_argument("--serial-window", type=float, default=5.0, help="seconds counted per serial case")
     parser.add_argument("--stall", type=float, default=60.0, help="seconds the slow client stops reading")
-    parser.add_argument("--octotrio-rev", metavar="REV",
-                        help="benchmark this git revision of octotrio (default: the working tree)")
+    parser.add_argument(
+        "--octotrio-rev",
+        metavar="REV",
+        help="benchmark this git revision of octotrio (default: the working tree)",
+    )
     parser.add_argument("--no-save", action="store_true", help="print only; write no JSON")
     return parser
 
@@ -72,19 +97,31 @@ def _counts(text: str) -> list[int]:
     return counts
 
 
-def server_factories(args: argparse.Namespace, logs: Path) -> list[ServerFactory]:
+def servers(args: argparse.Namespace, logs: Path) -> list[tuple[str, ServerFactory]]:
     """The servers each benchmark runs against, in order: octotrio (or the targets), OctoPrint."""
-    factories: list[ServerFactory] = []
+    factories: list[tuple[str, ServerFactory]] = []
     if args.target:
         for url in args.target:
-            factories.append(_external(url, args.api_key))
+            factories.append((url, _external(url, args.api_key)))
     else:
         source = Path(args.octotrio_source)
-        factories.append(lambda pty: run_octotrio(source=source, serial=pty, log_path=logs / "octotrio.log"))
+        factories.append(
+            (
+                "octotrio",
+                lambda pty, port: run_octotrio(
+                    source=source, port=port, serial=pty, log_path=logs / "octotrio.log"
+                ),
+            )
+        )
     if args.with_octoprint:
         if not octoprint_installed():
             install_octoprint()
-        factories.append(lambda pty: run_octoprint(serial=pty, log_path=logs / "octoprint.log"))
+        factories.append(
+            (
+                "OctoPrint",
+                lambda pty, port: run_octoprint(serial=pty, port=port, log_path=logs / "octoprint.log"),
+            )
+        )
     return factories
 
 
@@ -92,7 +129,7 @@ def _external(url: str, api_key: str | None) -> ServerFactory:
     parts = urlsplit(url)
 
     @asynccontextmanager
-    async def existing(_pty: str) -> AsyncIterator[Server]:
+    async def existing(_pty: str, _port: int) -> AsyncIterator[Server]:
         yield Server(parts.hostname or url, parts.port or 80, api_key or "", None)
 
     return existing
@@ -100,8 +137,11 @@ def _external(url: str, api_key: str | None) -> ServerFactory:
 
 async def run_fanout(args: argparse.Namespace, logs: Path) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    for factory in server_factories(args, logs):
-        async with run_firmware(report_interval=ACTIVITY_INTERVAL) as firmware, factory(firmware.path) as server:
+    for _name, factory in servers(args, logs):
+        async with (
+            run_firmware(report_interval=ACTIVITY_INTERVAL) as firmware,
+            factory(firmware.path, 0) as server,
+        ):
             for count in args.clients:
                 row = await measure_fanout(server, count, args.window, args.client_procs)
                 rows.append(row)
@@ -111,7 +151,56 @@ async def run_fanout(args: argparse.Namespace, logs: Path) -> list[dict[str, Any
     return rows
 
 
-BENCHMARKS = {"fanout": run_fanout}
+async def run_slow(args: argparse.Namespace, logs: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for _name, factory in servers(args, logs):
+        async with (
+            run_firmware(report_interval=ACTIVITY_INTERVAL) as firmware,
+            factory(firmware.path, 0) as server,
+        ):
+            rows.append(await measure_slow(server, SLOW_READERS, args.stall))
+            print(_report.format_rows("slow", rows[-1:]), flush=True)
+    return rows
+
+
+async def run_storm(args: argparse.Namespace, logs: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    if args.target:
+        print("storm restarts the server, so it runs only against servers it starts; skipped for --target")
+        return rows
+    for name, factory in servers(args, logs):
+        async with run_firmware(report_interval=ACTIVITY_INTERVAL) as firmware:
+            rows += await measure_storm(name, args.storm_clients, partial(factory, firmware.path))
+            print(_report.format_rows("storm", rows[-2:]), flush=True)
+    return rows
+
+
+async def run_serial(args: argparse.Namespace, logs: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    if args.target:
+        print("serial needs a server connected to the bench firmware; skipped for --target")
+        return rows
+    streams: list[tuple[str, StreamFactory]] = []
+    for name, factory in servers(args, logs):
+        over_rest = print_over_rest(partial(_with_any_port, factory))
+        if name == "octotrio":
+            async with run_firmware() as firmware, factory(firmware.path, 0) as server:
+                if not await has_job_api(server):
+                    name = "octotrio (link only)"
+                    over_rest = link_driver(Path(args.octotrio_source))
+        streams.append((name, over_rest))
+    for baud in SERIAL_BAUDS:
+        for name, stream in streams:
+            rows.append(await measure_serial(name, baud, args.serial_window, stream))
+            print(_report.format_rows("serial", rows[-1:]), flush=True)
+    return rows
+
+
+def _with_any_port(factory: ServerFactory, pty: str) -> AbstractAsyncContextManager[Server]:
+    return factory(pty, 0)
+
+
+BENCHMARKS = {"fanout": run_fanout, "serial": run_serial, "slow": run_slow, "storm": run_storm}
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -45,8 +45,9 @@ async def measure_fanout(server: Server, count: int, window: float, processes: i
             await trio.sleep_until(end)
             after = sample_process(server.pid) if server.pid else None
         row = summarise_window(results[0], count, start, end, window)
-    row.update(server=server.name, clients=count, connected=connect.connected,
-               connect_s=connect.connect_seconds)
+    row.update(
+        server=server.name, clients=count, connected=connect.connected, connect_s=connect.connect_seconds
+    )
     if before is not None and after is not None:
         row.update(
             cpu=(after.cpu_seconds - before.cpu_seconds) / (end - start),

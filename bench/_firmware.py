@@ -129,7 +129,7 @@ def _strip_line_number(line: bytes) -> bytes:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench._firmware", description=__doc__)
-    parser.add_argument("--baud", type=int, default=0, help="simulate this baud rate's wire time (0: instant)")
+    parser.add_argument("--baud", type=int, default=0, help="simulate this baud's wire time (0: instant)")
     parser.add_argument(
         "--report-interval", type=float, default=0.0, help="seconds between temperature reports (0: none)"
     )

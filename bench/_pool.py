@@ -66,8 +66,11 @@ class ClientPool:
 
     async def connected(self) -> ConnectResult:
         replies = [await p.receive() for p in self.processes]
-        ports = {p.first + int(i): port for p, r in zip(self.processes, replies, strict=True)
-                 for i, port in r["local_ports"].items()}
+        ports = {
+            p.first + int(i): port
+            for p, r in zip(self.processes, replies, strict=True)
+            for i, port in r["local_ports"].items()
+        }
         started = min(r["started"] for r in replies)
         return ConnectResult(
             connected=sum(r["connected"] for r in replies),

@@ -23,6 +23,34 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
         ("rss_mib", "RSS MiB", ".0f"),
         ("client_cpu", "client CPU %", "pct"),
     ],
+    "serial": [
+        ("server", "host", "s"),
+        ("baud", "baud", ""),
+        ("lines_per_s", "lines/s", ".0f"),
+        ("bytes_per_line", "B/line", ".1f"),
+        ("wire_share", "wire used %", "pct"),
+        ("cpu", "host CPU %", "pct"),
+    ],
+    "slow": [
+        ("server", "server", "s"),
+        ("readers", "readers", "d"),
+        ("stall_s", "stall s", ".0f"),
+        ("interval_median", "ivl med s", ".3f"),
+        ("interval_p99", "ivl p99 s", ".3f"),
+        ("rss_growth_mib", "RSS growth MiB", ".1f"),
+        ("server_closed_after_s", "closed after s", ".1f"),
+        ("stuck_close_code", "close code", ""),
+        ("stuck_close_reason", "close reason", "s"),
+    ],
+    "storm": [
+        ("server", "server", "s"),
+        ("case", "case", "s"),
+        ("clients", "N", "d"),
+        ("got_history", "got history", "d"),
+        ("within_5s", "within 5 s", "d"),
+        ("history_p50_s", "p50 s", ".2f"),
+        ("history_max_s", "max s", ".2f"),
+    ],
 }
 
 
@@ -46,8 +74,82 @@ def format_rows(benchmark: str, rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _find(rows: list[dict[str, Any]], octotrio: bool, **match: Any) -> dict[str, Any] | None:
+    for row in rows:
+        if str(row["server"]).startswith("octotrio") == octotrio and all(
+            row.get(k) == v for k, v in match.items()
+        ):
+            return row
+    return None
+
+
+def _target(
+    name: str, row: dict[str, Any] | None, key: str, limit: float, *, at_least: bool = False
+) -> dict[str, Any]:
+    """One target: the measured value, the limit and whether it holds (None: not measured)."""
+    value = None if row is None else row.get(key)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return {"name": name, "value": None, "limit": limit, "holds": None}
+    holds = value >= limit if at_least else value <= limit
+    return {"name": name, "value": round(float(value), 4), "limit": limit, "holds": holds}
+
+
 def check_targets(benchmark: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The issue's targets for this benchmark: each with the measured value and whether it holds."""
+    """The issue's targets for octotrio on this benchmark, each with its value and verdict."""
+    if benchmark == "fanout":
+        n200, n5000 = _find(rows, True, clients=200), _find(rows, True, clients=5000)
+        octoprint = _find(rows, False, clients=200)
+        ratio = None
+        if n200 and octoprint and n200.get("cpu") is not None and octoprint.get("cpu"):
+            ratio = {"server": "octotrio", "cpu_ratio": n200["cpu"] / octoprint["cpu"]}
+        return [
+            _target("N=200: CPU ≤ 1/4 of OctoPrint's (ratio)", ratio, "cpu_ratio", 0.25),
+            _target("N=200: tick spread max ≤ 20 ms (s)", n200, "spread_max", 0.020),
+            _target("N=200: interval median ≤ 0.505 s", n200, "interval_median", 0.505),
+            _target("N=5000: interval median ≤ 0.52 s", n5000, "interval_median", 0.52),
+            _target("N=5000: tick spread p99 ≤ 150 ms (s)", n5000, "spread_p99", 0.150),
+            _target("N=5000: RSS ≤ 300 MiB", n5000, "rss_mib", 300),
+        ]
+    if benchmark == "serial":
+        instant = _find(rows, True, baud="instant")
+        octoprint = _find(rows, False, baud="instant")
+        ratio = None
+        if instant and octoprint and octoprint.get("lines_per_s"):
+            ratio = {"server": "octotrio", "ratio": instant["lines_per_s"] / octoprint["lines_per_s"]}
+        return [
+            _target("≥ 5,000 lines/s host overhead on a pty", instant, "lines_per_s", 5000, at_least=True),
+            _target(
+                "≥ 95 % of the wire at 250000 baud",
+                _find(rows, True, baud=250000),
+                "wire_share",
+                0.95,
+                at_least=True,
+            ),
+            _target("≥ 3× OctoPrint's lines/s (ratio)", ratio, "ratio", 3.0, at_least=True),
+        ]
+    if benchmark == "slow":
+        row = _find(rows, True)
+        return [
+            _target("other clients' interval p99 ≤ 0.55 s", row, "interval_p99", 0.55),
+            _target("RSS growth ≤ 20 MiB", row, "rss_growth_mib", 20),
+            _target(
+                "stuck client closed by the server within the stall (s)",
+                row,
+                "server_closed_after_s",
+                row["stall_s"] if row else 0,
+            ),
+        ]
+    if benchmark == "storm":
+        checks = []
+        for case in ("at once", "after restart"):
+            row = _find(rows, True, case=case)
+            missing = (
+                None if row is None else {"server": "octotrio", "missing": row["clients"] - row["within_5s"]}
+            )
+            checks.append(
+                _target(f"{case}: all clients get history within 5 s (clients late)", missing, "missing", 0)
+            )
+        return checks
     return []
 
 

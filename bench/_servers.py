@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 import trio
@@ -56,6 +56,8 @@ class Server:
     api_key: str
     process: trio.Process | None
     """None for a server the runner did not start (``--target``): no CPU or RSS figures then."""
+    listening_at: float = 0.0
+    """``trio.current_time()`` when the server was seen listening."""
 
     @property
     def base_url(self) -> str:
@@ -75,7 +77,8 @@ class Firmware:
         self._buffer = bytearray()
 
     async def stats(self) -> dict[str, Any]:
-        assert self.process.stdin is not None and self.process.stdout is not None
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
         await self.process.stdin.send_all(b"stats\n")
         line = await _read_line(self.process.stdout, self._buffer)
         value: dict[str, Any] = json.loads(line)
@@ -86,7 +89,13 @@ class Firmware:
 async def run_firmware(*, baud: int = 0, report_interval: float = 0.0) -> AsyncIterator[Firmware]:
     """The bench firmware on a fresh pty; stopped (end of stdin, then killed) on exit."""
     process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "bench._firmware", "--baud", str(baud), "--report-interval", str(report_interval)],
+        [
+            sys.executable,
+            "-m",
+            "bench._firmware",
+            *("--baud", str(baud)),
+            *("--report-interval", str(report_interval)),
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         cwd=BENCH_DIR.parent,
@@ -116,7 +125,7 @@ async def run_octotrio(
     command = [sys.executable, "-m", "octotrio", "serve", "--port", str(port), "--api-key", api_key]
     if serial is not None:
         command += ["--serial", serial]
-    log = open(log_path or os.devnull, "ab")  # noqa: SIM115 - closed in finally, outlives the process
+    log = _open_log(log_path)
     process = await trio.lowlevel.open_process(
         command,
         stdout=subprocess.PIPE,
@@ -131,7 +140,7 @@ async def run_octotrio(
         with trio.fail_after(START_TIMEOUT):
             while (match := re.search(rb"serving on http://127\.0\.0\.1:(\d+)", output)) is None:
                 output += await _read_line(process.stdout, buffer)
-        server = Server("octotrio", int(match.group(1)), api_key, process)
+        server = Server("octotrio", int(match.group(1)), api_key, process, trio.current_time())
         await wait_operational(server)
         yield server
     finally:
@@ -146,9 +155,8 @@ def export_revision(revision: str, into: Path) -> str:
     edited, and says exactly what was measured.
     """
     repo = BENCH_DIR.parent
-    commit = subprocess.run(
-        ["git", "rev-parse", "--verify", f"{revision}^{{commit}}"], cwd=repo, check=True, capture_output=True, text=True
-    ).stdout.strip()
+    rev_parse = ["git", "rev-parse", "--verify", f"{revision}^{{commit}}"]
+    commit = subprocess.run(rev_parse, cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
     archive = subprocess.run(["git", "archive", commit], cwd=repo, check=True, capture_output=True).stdout
     into.mkdir(parents=True, exist_ok=True)
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
@@ -214,10 +222,8 @@ async def run_octoprint(*, serial: str, port: int = 0, log_path: Path | None = N
     command = [octoprint, "--basedir", str(basedir), "serve", "--host", "127.0.0.1", "--port", str(port)]
     if os.geteuid() == 0:
         command.append("--iknowwhatimdoing")  # OctoPrint refuses to run as root otherwise
-    log = open(log_path or os.devnull, "ab")  # noqa: SIM115 - closed in finally, outlives the process
-    process = await trio.lowlevel.open_process(
-        command, stdout=log, stderr=log, start_new_session=True
-    )
+    log = _open_log(log_path)
+    process = await trio.lowlevel.open_process(command, stdout=log, stderr=log, start_new_session=True)
     server = Server("OctoPrint", port, api_key, process)
     try:
         async with httpx.AsyncClient(base_url=server.base_url, headers={"X-Api-Key": api_key}) as http:
@@ -225,6 +231,7 @@ async def run_octoprint(*, serial: str, port: int = 0, log_path: Path | None = N
                 while True:
                     try:
                         if (await http.get("/api/version")).status_code == 200:
+                            server.listening_at = trio.current_time()
                             break
                     except httpx.TransportError:
                         pass
@@ -257,6 +264,11 @@ async def wait_operational(server: Server) -> None:
                     await websocket.send_message(json.dumps({"auth": credentials}))
                 if message.lstrip("{ ").startswith('"current"') and _OPERATIONAL.search(message):
                     return
+
+
+def _open_log(path: Path | None) -> BinaryIO:
+    """The server's stdout/stderr file; the caller closes it after the server exited."""
+    return open(path or os.devnull, "ab")
 
 
 async def _read_line(stream: trio.abc.ReceiveStream, buffer: bytearray) -> bytes:

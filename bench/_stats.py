@@ -5,6 +5,7 @@ No clocks and no I/O here, so ``tests/test_bench_stats.py`` can check it with ma
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def intervals(arrivals: Sequence[float]) -> list[float]:
     """Gaps between consecutive arrivals of one client, in arrival order."""
-    return [later - earlier for earlier, later in zip(arrivals, arrivals[1:], strict=False)]
+    return [later - earlier for earlier, later in itertools.pairwise(arrivals)]
 
 
 @dataclass(frozen=True)
