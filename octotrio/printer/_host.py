@@ -155,6 +155,12 @@ class MarlinHost:
         self._replay: _Replay | None = None
         self._last_requested: int | None = None
         self._consecutive_requests = 0
+        self._stale_number: int | None = None
+        self._stale_requests = 0
+        # A request for this line was taken for stale and no plain ok came since to show that the
+        # firmware went on: it is acted on when the host would otherwise fall silent.
+        self._unconfirmed: int | None = None
+        self._after_resend = False
         self._consecutive_timeouts = 0
         self._firmware_seen = False
         self._report: _PendingReport | None = None
@@ -168,7 +174,9 @@ class MarlinHost:
     @property
     def idle(self) -> bool:
         """Nothing waits to be sent (job lines aside) and no line owes an ok."""
-        return not (self._queue or self._in_flight or self._priority or self._replay)
+        return not (
+            self._queue or self._in_flight or self._priority or self._replay or self._unconfirmed is not None
+        )
 
     @property
     def long_running(self) -> bool:
@@ -233,6 +241,8 @@ class MarlinHost:
             command = _checked(job_command)
             line = self._encode(command)
             self.sent_command = command
+        elif not self._in_flight and self._unconfirmed in self._history:
+            line, command = self._replay_next(self._start_replay(self._unconfirmed)), ""
         else:
             return None
         self.resends.transmitted += 1
@@ -262,6 +272,10 @@ class MarlinHost:
             self._pending_error.clear()
         match parsed:
             case Ok():
+                if not self._after_resend:
+                    # A plain ok: the firmware accepted a line, so it is past any stale request.
+                    self._unconfirmed = None
+                self._after_resend = False
                 self._acknowledge()
             case Wait() if self.printing:
                 # §2: wait counts as an ok only while printing (supportWait).
@@ -276,6 +290,7 @@ class MarlinHost:
                 # §9: recoverable communication error: no resend request follows, simulate an ok.
                 self._acknowledge()
             case ResendRequest(number):
+                self._after_resend = True
                 self._request_resend(number)
             case FirmwareData(name, data):
                 self._firmware_seen = True
@@ -335,6 +350,16 @@ class MarlinHost:
         replay = self._replay
         if replay is not None and replay.requested == number and not replay.requested_line_sent:
             return
+        # Every line sent after <n> that the firmware has yet to read arrives out of order and draws
+        # its own request for <n>: stale as well. Lines can be in flight beyond the window (an ok
+        # simulated for a "wait", a resend answered with two oks), so count every line sent
+        # after <n>. Should one of the requests ignored be a new one, the replay that follows
+        # draws more, and once the count is spent they are acted on (OctoPrint likewise swallows
+        # repeated requests for one line).
+        if number == self._stale_number and self._stale_requests > 0:
+            self._stale_requests -= 1
+            self._unconfirmed = number
+            return
         self.resends.count += 1
         if number == self._last_requested:
             self._consecutive_requests += 1
@@ -354,7 +379,14 @@ class MarlinHost:
                 )
             # Idle, nothing of a job can be lost: there is no line to resend, so go on.
             return
+        self._start_replay(number)
+
+    def _start_replay(self, number: int) -> _Replay:
+        self._stale_number = number
+        self._stale_requests = self._next_number - 1 - number
+        self._unconfirmed = None
         self._replay = _Replay(requested=number, next_number=number)
+        return self._replay
 
     def _replay_next(self, replay: _Replay) -> bytes:
         # §3 rule 2: all lines from <n> on are re-sent from the history with their original numbers.
@@ -388,6 +420,9 @@ class MarlinHost:
         self._replay = None
         self._last_requested = None
         self._consecutive_requests = 0
+        self._stale_number = None
+        self._stale_requests = 0
+        self._unconfirmed = None
         self._next_number = number + 1
         return self._number(number, command)
 

@@ -408,11 +408,13 @@ class PrinterLink:
                     await self._handle_line(line)
 
     async def _handle_line(self, line: str) -> None:
-        self._last_received = trio.current_time()
+        if line != "wait":
+            # §2: "wait" means the firmware idles, waiting for the host: an ok may have been lost,
+            # which is what the timeout is for, so it does not count as an answer.
+            self._last_received = trio.current_time()
         await self._emit(TerminalLine(f"Recv: {line}"))
         results = self._host.receive_line(line)
         self._writer_wakeup.set()
-        self._job_wakeup.set()
         if self._host.has_pending_error:
             self._error_wakeup.set()
         for result in results:
@@ -453,6 +455,8 @@ class PrinterLink:
                     await self._emit(ActionCommand(name, args))
                 case _:
                     await self._emit(FirmwareMessage(line))
+        # Only now: the job task must see what this line reported (the M114 position of a pause).
+        self._job_wakeup.set()
 
     def _act(self, name: str) -> None:
         """§10.1: the action commands the host acts on; a job control that does not apply is ignored."""

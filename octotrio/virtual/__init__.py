@@ -8,7 +8,6 @@ pty for hosts to open like a serial port. It is separate firmware and never impo
 from ._cli import FAULTS_HELP as FAULTS_HELP
 from ._cli import add_arguments as add_arguments
 from ._cli import main_from_args as main_from_args
-from ._cli import parse_faults as parse_faults
 from ._cli import positive_int as positive_int
 from ._cli import serve_virtual_printer_forever as serve_virtual_printer_forever
 from ._firmware import RECOVERABLE_FAULTS as RECOVERABLE_FAULTS
@@ -16,4 +15,5 @@ from ._firmware import Fault as Fault
 from ._firmware import FaultOptions as FaultOptions
 from ._firmware import FirmwareOptions as FirmwareOptions
 from ._firmware import VirtualMarlin as VirtualMarlin
+from ._firmware import parse_faults as parse_faults
 from ._pty import run_virtual_printer as run_virtual_printer

@@ -9,7 +9,7 @@ from typing import TextIO
 
 import trio
 
-from ._firmware import Fault, FaultOptions, FirmwareOptions
+from ._firmware import Fault, FaultOptions, FirmwareOptions, parse_faults
 from ._pty import run_virtual_printer
 
 FAULTS_HELP = (
@@ -52,27 +52,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="RATE",
         help="pace the pty like a serial link at RATE baud (RATE/10 bytes per second; default: unpaced)",
     )
-
-
-def parse_faults(spec: str) -> FaultOptions:
-    """``checksum=0.02,lost_ok=0.01,fatal@500,seed=7`` → ``FaultOptions`` (an argparse type)."""
-    probabilities: dict[Fault, float] = {}
-    at_lines: dict[int, Fault] = {}
-    seed = 0
-    try:
-        for item in filter(None, (part.strip() for part in spec.split(","))):
-            if "@" in item:
-                kind, _, line = item.partition("@")
-                at_lines[int(line)] = Fault(kind.strip())
-            else:
-                kind, _, value = item.partition("=")
-                if kind.strip() == "seed":
-                    seed = int(value)
-                else:
-                    probabilities[Fault(kind.strip())] = float(value)
-        return FaultOptions(probabilities, at_lines, seed)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"bad fault specification {spec!r}: {exc}") from exc
 
 
 def positive_int(text: str) -> int:

@@ -101,6 +101,28 @@ class FaultOptions:
             raise ValueError(f"fault probabilities must be at least 0 and add up to at most 1, not {total}")
 
 
+def parse_faults(spec: str) -> FaultOptions:
+    """``checksum=0.02,lost_ok=0.01,fatal@500,seed=7`` → ``FaultOptions``; ``ValueError`` if malformed
+    (argparse reports that as a usage error when this is an argument's ``type``)."""
+    probabilities: dict[Fault, float] = {}
+    at_lines: dict[int, Fault] = {}
+    seed = 0
+    try:
+        for item in filter(None, (part.strip() for part in spec.split(","))):
+            if "@" in item:
+                kind, _, line = item.partition("@")
+                at_lines[int(line)] = Fault(kind.strip())
+            else:
+                kind, _, value = item.partition("=")
+                if kind.strip() == "seed":
+                    seed = int(value)
+                else:
+                    probabilities[Fault(kind.strip())] = float(value)
+    except ValueError as exc:
+        raise ValueError(f"bad fault specification {spec!r}: {exc}") from exc
+    return FaultOptions(probabilities, at_lines, seed)
+
+
 @dataclass(frozen=True, slots=True)
 class FirmwareOptions:
     """How the virtual printer behaves; the defaults match OctoPrint's virtual printer."""
@@ -169,7 +191,8 @@ class VirtualMarlin:
         """The firmware wants the device to vanish (``disconnect`` fault, ``!!DEBUG:drop_connection``)."""
         self.reset_requested = False
         """The firmware wants to be replaced by a fresh instance (``!!DEBUG:reset``)."""
-        self._random = random.Random(self.options.faults.seed)
+        self._faults = self.options.faults
+        self._random = random.Random(self._faults.seed)
         self._fault_counts: dict[int, int] = {}
         self._faults_fired: set[int] = set()
         self._next_fault: Fault | None = None
@@ -498,6 +521,7 @@ class VirtualMarlin:
                 # "N<n> M110" sets the counter; an N parameter of the M110 itself wins.
                 self._record(line.number, command.text)
                 self._faults_fired.clear()
+                self._fault_counts.clear()
                 self._set_line_number(command, default=line.number)
                 return
             expected = self._last_line + 1
@@ -528,7 +552,7 @@ class VirtualMarlin:
     # -- faults ------------------------------------------------------------------------------------------
 
     def _draw_fault(self, number: int) -> Fault | None:
-        faults = self.options.faults
+        faults = self._faults
         if self._next_fault is not None:
             fault, self._next_fault = self._next_fault, None
             return fault
@@ -608,6 +632,17 @@ class VirtualMarlin:
             self.hangup_requested = True
         elif name == "reset":
             self.reset_requested = True
+        elif name == "faults":
+            # Not in OctoPrint's list: replace the injected faults (a FaultOptions spec), so that a
+            # test can inject them only after a clean handshake.
+            try:
+                self._faults = parse_faults(argument)
+            except ValueError as exc:
+                self._send(f"echo:{exc}")
+            else:
+                self._random = random.Random(self._faults.seed)
+                self._fault_counts.clear()
+                self._faults_fired.clear()
         else:
             self._send(f"echo:Unknown debug command: {name}")
 
