@@ -81,7 +81,7 @@ def test_push_api_sends_connected_then_history_and_current_after_login(
     assert "history" in types, push
     history = types.index("history")
     assert set(types[1:history]) <= {"event", "plugin"}
-    assert types[history:].count("current") == 2
+    assert types[history:].count("current") >= 2  # polling batches may carry more than one
     assert push["state"]
 
 
