@@ -34,13 +34,15 @@ _CALLBACK = re.compile(r"[a-zA-Z0-9_.-]+")
 # J5: the characters decodeURI would alter or that cannot stand inside a data: line.
 _EVENTSOURCE_ESCAPES = str.maketrans({"%": "%25", "\r": "%0D", "\n": "%0A", "\0": "%00"})
 
+# Unlike sockjs-node's page, this one does not set `document.domain = document.domain`: the
+# parent page never sets it, and current Chromium then treats the two frames as cross-origin
+# whenever the page was opened by host name (the transport failed on http://octopi.local/).
 _HTMLFILE_HEAD = """<!doctype html>
 <html><head>
   <meta http-equiv="X-UA-Compatible" content="IE=edge" />
   <meta http-equiv="Content-Type" content="text/html; charset=UTF-8" />
 </head><body><h2>Don't panic!</h2>
   <script>
-    document.domain = document.domain;
     var c = parent.{callback};
     c.start();
     function p(d) {{c.message(d);}};
