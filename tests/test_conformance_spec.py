@@ -23,21 +23,9 @@ from conformance._spec import (
 
 FIXTURES = Path(__file__).parent / "fixtures" / "octoprint-1.11.8"
 
-DOUBLE_WRAPPED_FIXTURES = {"timelapse.json", "reauthRequired-stale.json"}
-"""These two samples were wrapped into their wire shape twice (``{"timelapse": {"timelapse": null}}``)
-although their README says once; the wire message is the inner object (octoprint-push.md §3.2, §3.6)."""
-
 
 def _server_fixtures() -> list[Path]:
     return sorted(path for path in FIXTURES.glob("*.json") if not path.name.startswith("client-"))
-
-
-def _wire_message(path: Path) -> Any:
-    message = json.loads(path.read_text())
-    if path.name in DOUBLE_WRAPPED_FIXTURES:
-        (inner,) = message.values()
-        return inner
-    return message
 
 
 def test_requirement_ids_are_unique_and_well_formed() -> None:
@@ -68,16 +56,9 @@ def test_every_message_type_has_a_schema() -> None:
 
 @pytest.mark.parametrize("path", _server_fixtures(), ids=lambda path: path.name)
 def test_real_octoprint_messages_validate(path: Path) -> None:
-    message = _wire_message(path)
+    message = json.loads(path.read_text())
     assert message_errors(message) == []
     assert not list(schema_validator("message").iter_errors(message))
-
-
-def test_the_double_wrapped_fixtures_are_still_double_wrapped() -> None:
-    """When the fixtures are fixed, drop DOUBLE_WRAPPED_FIXTURES."""
-    for name in DOUBLE_WRAPPED_FIXTURES:
-        message = json.loads((FIXTURES / name).read_text())
-        assert message_errors(message) != []
 
 
 @pytest.mark.parametrize("path", sorted(FIXTURES.glob("client-*.json")), ids=lambda path: path.name)
