@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 from collections import deque
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from octotrio.printer._host import (
     RemoteProtocolError,
 )
 from octotrio.printer._protocol import Capability, Ok, TemperatureLine, encode_numbered
+from octotrio.virtual import RECOVERABLE_FAULTS, FirmwareOptions, VirtualMarlin, parse_faults
 
 
 def numbered(number: int, command: str) -> bytes:
@@ -303,3 +305,76 @@ def test_random_corruption_loses_nothing_and_duplicates_nothing(
         pytest.fail("the host never became idle")
     assert firmware.executed == commands
     assert host.queued == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Property: the host against the virtual printer's firmware, both sans-IO, with injected faults
+# and a random schedule of deliveries. The firmware is separate code (it never imports the
+# host), so agreement here is not a bug cancelling out.
+
+
+def print_against_the_virtual_firmware(
+    commands: list[str], faults: str, window: int, schedule: random.Random
+) -> list[str]:
+    """Stream ``commands`` as a job, then ``M400``; return the job lines the firmware executed."""
+    firmware = VirtualMarlin(
+        FirmwareOptions(time_scale=20, record=True, faults=parse_faults(faults)), now=0.0
+    )
+    firmware.data_to_send()
+    host = MarlinHost(window=window)
+    job = deque(commands)
+    host.hello()
+    host.printing = True
+    host.job = lambda: job.popleft() if job else None
+    to_firmware: deque[bytes] = deque()
+    to_host: deque[str] = deque()
+    received = b""
+    now = 0.0
+    finishing = False
+    for _ in range(100 * len(commands) + 1000):
+        while (line := host.next_line_to_send()) is not None:
+            to_firmware.append(line)
+        draw = schedule.random()
+        if to_firmware and draw < 0.4:
+            firmware.receive_data(to_firmware.popleft(), now)
+        elif to_host and draw < 0.8:
+            host.receive_line(to_host.popleft())
+        elif not to_firmware:
+            # Time passes (the firmware's "wait" lines come every 50 ms) only once what the host
+            # sent has arrived: on a real link a line takes far less than a wait interval.
+            now += schedule.choice([0.001, 0.01, 0.06])
+            firmware.advance(now)
+        *lines, received = (received + firmware.data_to_send()).split(b"\n")
+        to_host.extend(text for raw in lines if (text := raw.decode(errors="replace").strip()))
+        if not job and host.idle and not to_firmware and not to_host:
+            if finishing:
+                break
+            finishing = True
+            host.enqueue("M400", bounded=False)
+    else:
+        pytest.fail("the host and the firmware never finished")
+    return [
+        line.split(" ", 1)[1]
+        for line in firmware.take_executed()
+        if line.startswith("N") and not line.endswith(("M110 N0", "M400"))
+    ]
+
+
+@settings(deadline=None, max_examples=300)
+@given(
+    commands=st.lists(
+        st.sampled_from(["G1 X10 Y20 F6000", "G1 X70 Y56 E37.6 F6000", "M105", "G90"]), min_size=1
+    ),
+    faults=st.dictionaries(
+        st.sampled_from(sorted(fault.value for fault in RECOVERABLE_FAULTS)),
+        st.sampled_from([0.02, 0.05, 0.1]),
+    ),
+    seed=st.integers(0, 2**32),
+    window=st.sampled_from([1, 2, 3]),
+)
+def test_against_the_virtual_firmware_with_faults_every_line_runs_once_in_order(
+    commands: list[str], faults: dict[str, float], seed: int, window: int
+) -> None:
+    spec = ",".join([*(f"{kind}={p}" for kind, p in faults.items()), f"seed={seed}"])
+    executed = print_against_the_virtual_firmware(commands, spec, window, random.Random(seed))
+    assert executed == commands

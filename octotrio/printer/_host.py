@@ -149,8 +149,10 @@ class MarlinHost:
         self._queue: deque[str] = deque()
         self._history: dict[int, bytes] = {}
         self._next_number = 1
-        # Command words of the lines that still owe an ok, oldest first (§2).
-        self._in_flight: deque[str] = deque()
+        # The lines that still owe an ok, oldest first (§2): command word, and how many "wait"
+        # lines had arrived when it was sent.
+        self._in_flight: deque[tuple[str, int]] = deque()
+        self._waits = 0
         self._priority: deque[tuple[bytes, str]] = deque()
         self._replay: _Replay | None = None
         self._last_requested: int | None = None
@@ -181,7 +183,7 @@ class MarlinHost:
     @property
     def long_running(self) -> bool:
         """A command that never times out (§8: ``G28``, ``M400``, heat-ups, ...) waits for its ok."""
-        return any(code in LONG_RUNNING_COMMANDS for code in self._in_flight)
+        return any(code in LONG_RUNNING_COMMANDS for code, _ in self._in_flight)
 
     @property
     def has_pending_error(self) -> bool:
@@ -248,7 +250,7 @@ class MarlinHost:
         self.resends.transmitted += 1
         if not command.startswith("!!"):
             # §2: each G-code consumes a clear-to-send; "!!DEBUG:" lines need no ok.
-            self._in_flight.append(command_code(command) if command else "")
+            self._in_flight.append((command_code(command) if command else "", self._waits))
         return line
 
     def receive_line(self, line: str) -> list[ReceivedLine | FirmwareReport | FatalError]:
@@ -277,9 +279,13 @@ class MarlinHost:
                     self._unconfirmed = None
                 self._after_resend = False
                 self._acknowledge()
-            case Wait() if self.printing:
-                # §2: wait counts as an ok only while printing (supportWait).
-                self._acknowledge()
+            case Wait():
+                # §2: wait counts as an ok only while printing (supportWait). A wait may have left
+                # the firmware while the line was still on its way, so it only stands for the ok of
+                # a line that was sent before the previous wait; a lost ok then takes two.
+                if self.printing and self._in_flight and self._in_flight[0][1] < self._waits:
+                    self._acknowledge()
+                self._waits += 1
             case ErrorLine(text) if fatal:
                 # §9: Marlin's kill messages span several lines, joined with " - ".
                 self._pending_error.append(text)

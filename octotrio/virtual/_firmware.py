@@ -68,7 +68,7 @@ class Fault(Enum):
     RESEND = "resend"
     """A spurious resend of a good line: ``Error: Missing checksum``, ``Resend``, ``ok``."""
     DUPLICATE_RESEND = "duplicate_resend"
-    """As ``resend``, with the request and its ok sent twice (a host must ignore the second)."""
+    """As ``resend``, with the request sent twice before the ok (a host must ignore the second)."""
     MISSING_LINENO = "missing_lineno"
     """``Error: No Line Number with checksum`` and nothing else: the line is not executed."""
     LOST_OK = "lost_ok"
@@ -579,7 +579,8 @@ class VirtualMarlin:
             case Fault.RESEND:
                 self._request_resend("Missing checksum")
             case Fault.DUPLICATE_RESEND:
-                self._request_resend("Missing checksum")
+                self._send("Error: Missing checksum")
+                self._send(f"Resend:{self._last_line + 1}")
                 self._request_resend("Missing checksum")
             case Fault.MISSING_LINENO:
                 # §3 trace "missing_lineno": the error and nothing else; the host simulates an ok.
