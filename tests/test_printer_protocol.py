@@ -107,7 +107,10 @@ def test_numbered_line_checksum_covers_everything_before_the_star(number: int, c
         ("TargetExtr1:215.5", TargetTemperature("tool1", 215.5)),
         ("TargetBed:60", TargetTemperature("bed", 60.0)),
         # §7: a position report without the ok.
-        ("X:70.00 Y:52.00 Z:2.60 E:98.40 Count: A:7000 B:5200 C:260", PositionLine(Position(70, 52, 2.6, 98.4))),
+        (
+            "X:70.00 Y:52.00 Z:2.60 E:98.40 Count: A:7000 B:5200 C:260",
+            PositionLine(Position(70, 52, 2.6, 98.4)),
+        ),
     ],
 )
 def test_parse_line_classifies(line: str, expected: object) -> None:
@@ -180,7 +183,9 @@ def test_temperature_formats(
 
 
 def test_m114_count_line_is_a_position_not_a_temperature_line() -> None:
-    assert parse_line("X:0.0 Y:0.0 Z:0.0 E:0.0 Count: A:0 B:0 C:0") == PositionLine(Position(0.0, 0.0, 0.0, 0.0))
+    assert parse_line("X:0.0 Y:0.0 Z:0.0 E:0.0 Count: A:0 B:0 C:0") == PositionLine(
+        Position(0.0, 0.0, 0.0, 0.0)
+    )
 
 
 def test_line_splitter_handles_partial_lines_and_crlf() -> None:
