@@ -7,17 +7,20 @@ import os
 import tty
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from functools import partial
 
 import pytest
 import trio
 import trio.testing
 
 from octotrio.printer import (
+    ActionCommand,
     CommandQueueFull,
     CommState,
     Connected,
     Connecting,
     Disconnected,
+    Disconnecting,
     FirmwareInfo,
     FirmwareMessage,
     GcodeSent,
@@ -25,13 +28,14 @@ from octotrio.printer import (
     PrinterEvent,
     PrinterLink,
     PrinterNotOperational,
+    PrinterReset,
     Reading,
     StateChanged,
     TemperatureReport,
     TerminalLine,
     run_printer_link,
 )
-from octotrio.printer._link import COMMAND_QUEUE_SIZE
+from octotrio.printer._link import COMMAND_QUEUE_SIZE, COMMUNICATION_TIMEOUT, COMMUNICATION_TIMEOUT_BUSY
 
 # Hang guard only: a healthy run takes milliseconds.
 HANG_GUARD = 10.0
@@ -293,3 +297,144 @@ async def test_cancellation_does_not_wait_for_a_full_event_channel() -> None:
     ]
     with pytest.raises(trio.WouldBlock):
         receive.receive_nowait()
+
+
+# ---------------------------------------------------------------------------------------------
+# Timeouts, busy protocol, external reset, action commands, Repetier targets, the ok window.
+
+
+async def test_a_lost_ok_while_idle_is_recovered_after_the_communication_timeout(
+    clock: trio.testing.MockClock,
+) -> None:
+    async with running_link(hang_guard=600.0) as (link, firmware, log, nursery):
+        await firmware.handshake()
+        assert await firmware.receive() == "M155 S2"
+        await firmware.say("ok")
+        link.send_command("M117 one")
+        link.send_command("M117 two")
+        assert await firmware.receive() == "M117 one"
+        # No ok: after §10.3's 30 s the host acts as if it had come.
+        before = trio.current_time()
+        assert await firmware.receive() == "M117 two"
+        assert trio.current_time() - before == pytest.approx(COMMUNICATION_TIMEOUT, abs=0.1)
+        nursery.cancel_scope.cancel()
+    log.drain()
+    assert "Communication timeout while idle, trying to trigger response from printer." in log.terminal()
+
+
+async def test_too_many_timeouts_end_the_link(clock: trio.testing.MockClock) -> None:
+    async with running_link(hang_guard=600.0) as (link, firmware, log, _nursery):
+        await firmware.handshake()
+        assert await firmware.receive() == "M155 S2"
+        await firmware.say("ok")
+        # "wait" lines are no answer: the host waits for an ok that never comes.
+        link.send_command("M117 hello")
+        error = await log.wait_for(LinkError)
+    assert isinstance(error, LinkError)
+    assert (error.reason, error.error) == (
+        "timeout",
+        "Too many consecutive timeouts, printer still connected and alive?",
+    )
+
+
+async def test_long_running_commands_never_time_out(clock: trio.testing.MockClock) -> None:
+    async with running_link(hang_guard=600.0) as (link, firmware, log, nursery):
+        await firmware.handshake()
+        assert await firmware.receive() == "M155 S2"
+        await firmware.say("ok")
+        link.send_command("M190 S60")
+        link.send_command("M105")
+        assert await firmware.receive() == "M190 S60"
+        # §8: heat-ups wait as long as they take; a timeout must not release the next command.
+        await trio.sleep(5 * COMMUNICATION_TIMEOUT)
+        await firmware.say("ok")
+        assert await firmware.receive() == "M105"
+        nursery.cancel_scope.cancel()
+    log.drain()
+    assert not any(isinstance(e, LinkError) for e in log.events)
+
+
+async def test_busy_protocol_shortens_the_timeout_and_busy_lines_extend_it(
+    clock: trio.testing.MockClock,
+) -> None:
+    async with running_link(hang_guard=600.0) as (link, firmware, _log, nursery):
+        await firmware.handshake(capabilities=("Cap:AUTOREPORT_TEMP:1", "Cap:BUSY_PROTOCOL:1"))
+        # §8: M113 S2 with the busy protocol, then the 3 s communicationBusy timeout.
+        assert await firmware.receive() == "M113 S2"
+        await firmware.say("ok")
+        assert await firmware.receive() == "M155 S2"
+        await firmware.say("ok")
+        link.send_command("M117 a")
+        link.send_command("M117 b")
+        assert await firmware.receive() == "M117 a"
+        start = trio.current_time()
+        for _ in range(3):
+            await trio.sleep(2.0)
+            await firmware.say("echo:busy: processing")
+        assert await firmware.receive() == "M117 b"
+        # Each busy line restarted the 3 s timeout.
+        assert trio.current_time() - start == pytest.approx(6.0 + COMMUNICATION_TIMEOUT_BUSY, abs=0.1)
+        nursery.cancel_scope.cancel()
+
+
+async def test_start_while_operational_is_an_external_reset() -> None:
+    async with running_link() as (_link, firmware, log, nursery):
+        await firmware.handshake()
+        assert await firmware.receive() == "M155 S2"
+        await firmware.say("ok")
+        # §10.2: line numbers reset and autoreport enabled again.
+        await firmware.say("start")
+        assert await firmware.receive() == "N0 M110 N0*125"
+        await firmware.say("ok")
+        assert await firmware.receive() == "M155 S2"
+        reset = await log.wait_for(PrinterReset)
+        nursery.cancel_scope.cancel()
+    assert reset == PrinterReset(idle=True)
+
+
+async def test_action_commands_are_reported_and_disconnect_acts() -> None:
+    async with running_link() as (link, firmware, log, _nursery):
+        await firmware.handshake()
+        assert await firmware.receive() == "M155 S2"
+        await firmware.say("ok", "//action:notification Hello there", "//action:pause")
+        notification = await log.wait_for(ActionCommand)
+        # No job runs: pause has nothing to act on, and is reported all the same.
+        assert await log.wait_for(ActionCommand) == ActionCommand("pause", "")
+        await firmware.say("//action:disconnect")
+        await log.wait_for(Disconnected)
+    log.drain()
+    assert notification == ActionCommand("notification", "Hello there")
+    assert ActionCommand("disconnect", "") in log.events
+    assert log.states()[-3:] == [Disconnecting(), Disconnected(), StateChanged(CommState.OFFLINE)]
+    assert not link.operational
+
+
+async def test_repetier_targets_fill_in_the_reports() -> None:
+    async with running_link() as (_link, firmware, log, nursery):
+        await firmware.handshake()
+        assert await firmware.receive() == "M155 S2"
+        await firmware.say("ok", "TargetExtr0:200", "TargetBed:60", "T:25.00 B:20.00 @:0 B@:0")
+        report = await log.wait_for(TemperatureReport)
+        nursery.cancel_scope.cancel()
+    assert report == TemperatureReport({"tool0": Reading(25.0, 200.0), "bed": Reading(20.0, 60.0)})
+
+
+async def test_a_wider_window_keeps_more_commands_in_flight() -> None:
+    send, receive = trio.open_memory_channel[PrinterEvent](100)
+    with pty() as (master, path), trio.fail_after(HANG_GUARD):
+        async with master, trio.open_nursery() as nursery:
+            link = await nursery.start(partial(run_printer_link, path, 115200, send, window=2))
+            firmware = ScriptedFirmware(master)
+            await firmware.handshake()
+            assert await firmware.receive() == "M155 S2"
+            for command in ("G4 P1", "G4 P2", "G4 P3"):
+                link.send_command(command)
+            # M155 and G4 P1 are in flight; G4 P2 waits for an ok (§2, ackMax = 2).
+            assert await firmware.receive() == "G4 P1"
+            with trio.move_on_after(0.2):
+                await firmware.receive()
+                pytest.fail("a third command went out with two in flight")
+            await firmware.say("ok")
+            assert await firmware.receive() == "G4 P2"
+            nursery.cancel_scope.cancel()
+    del receive

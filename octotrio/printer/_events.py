@@ -245,7 +245,8 @@ class PrinterReset:
 
 @dataclass(frozen=True)
 class ActionCommand:
-    """A ``//action:<name> <params>`` line from the firmware (after the link acted on it)."""
+    """A ``//action:<name> <params>`` line from the firmware; the link acts on ``pause``, ``resume``,
+    ``cancel`` and ``disconnect`` right after reporting it."""
 
     name: str
     params: str

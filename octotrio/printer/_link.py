@@ -187,6 +187,7 @@ class PrinterLink:
         self._readings: Mapping[str, Reading] = {}
         self._repetier_targets: dict[str, float] = {}
         self._timeout = COMMUNICATION_TIMEOUT
+        self._timeout_changed = trio.Event()
         self._last_received = -math.inf
         self._error_wakeup = trio.Event()
         self._z = ZTracker()
@@ -451,8 +452,9 @@ class PrinterLink:
                     await self._external_reset()
                 case Action(name, args):
                     await self._emit(FirmwareMessage(line))
-                    self._act(name)
+                    # Reported first: acting on "disconnect" ends this task.
                     await self._emit(ActionCommand(name, args))
+                    self._act(name)
                 case _:
                     await self._emit(FirmwareMessage(line))
         # Only now: the job task must see what this line reported (the M114 position of a pause).
@@ -530,6 +532,7 @@ class PrinterLink:
         if self._capabilities.get("BUSY_PROTOCOL", False):
             self._host.enqueue(BUSY_PROTOCOL_COMMAND, bounded=False)
             self._timeout = COMMUNICATION_TIMEOUT_BUSY
+            self._timeout_changed.set()
         self._enable_autoreports()
         if self._capabilities.get("AUTOREPORT_TEMP", False):
             return
@@ -554,7 +557,9 @@ class PrinterLink:
         """§10.3: act when the firmware said nothing for a whole communication timeout."""
         self._last_received = trio.current_time()
         while True:
-            await trio.sleep_until(self._last_received + self._timeout)
+            with trio.move_on_at(self._last_received + self._timeout):
+                await self._timeout_changed.wait()
+                self._timeout_changed = trio.Event()
             now = trio.current_time()
             if now < self._last_received + self._timeout:
                 continue
