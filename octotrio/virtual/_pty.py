@@ -49,7 +49,7 @@ async def run_virtual_printer(
     every host handle (they read end of file) and resets the firmware.
 
     ``record_path``: every executed line is appended to this file (``N<n> <command>`` or the plain
-    command), flushed as it goes. ``baudrate``: pace both directions to ``baudrate / 10`` bytes per
+    command), flushed as it goes. ``baudrate``: pace the transfers to ``baudrate / 10`` bytes per
     second (8N1 framing, marlin-serial.md §12) instead of pty speed.
 
     Cancellation closes both ends of the pty: a host still holding the device open then reads
@@ -75,10 +75,11 @@ async def run_virtual_printer(
                         await file.write("".join(f"{line}\n" for line in lines))
                         await file.flush()
 
-                pacer = _Pacer(baudrate)
+                # 8N1: 10 bits on the wire per byte (marlin-serial.md §12).
+                bytes_per_second = baudrate / 10 if baudrate else math.inf
                 firmware = VirtualMarlin(options, now=trio.current_time())
                 task_status.started(port.device if link_path is None else link_path)
-                await _pump(stream, port, options, firmware, pacer, record)
+                await _pump(stream, port, options, firmware, bytes_per_second, record)
         finally:
             if link_path is not None:
                 _unlink_if_pointing_at(link_path, port.device)
@@ -111,39 +112,29 @@ class _Port:
         return bool(termios.tcgetattr(self.slave)[4] != _IDLE_SPEED)
 
 
-class _Pacer:
-    """Baud-rate pacing: when each direction of the emulated wire is free again."""
-
-    def __init__(self, baudrate: int | None) -> None:
-        # 8N1: 10 bits on the wire per byte (marlin-serial.md §12).
-        self.bytes_per_second = baudrate / 10 if baudrate else math.inf
-        self.send_free_at = self.receive_free_at = -math.inf
-
-    def sent(self, count: int, now: float) -> None:
-        self.send_free_at = max(now, self.send_free_at) + count / self.bytes_per_second
-
-    def received(self, count: int, now: float) -> None:
-        self.receive_free_at = max(now, self.receive_free_at) + count / self.bytes_per_second
-
-
 async def _pump(
     stream: trio.lowlevel.FdStream,
     port: _Port,
     options: FirmwareOptions,
     firmware: VirtualMarlin,
-    pacer: _Pacer,
+    bytes_per_second: float,
     record: Callable[[list[str]], Awaitable[None]] | None,
 ) -> None:
-    """Move bytes between the pty and the firmware, waking for its deadlines; never returns."""
+    """Move bytes between the pty and the firmware, waking for its deadlines; never returns.
+
+    With pacing, each transfer takes the time its bytes need at ``bytes_per_second`` before the
+    next one starts; the two directions share that time (simpler than a full-duplex wire, and
+    never faster than one).
+    """
     waiting_for_host = False
     while True:
         if record is not None and (executed := firmware.take_executed()):
             await record(executed)
         outgoing = firmware.data_to_send()
         if outgoing:
-            await trio.sleep_until(pacer.send_free_at)
+            # The bytes arrive once the wire has carried them.
+            await trio.sleep(len(outgoing) / bytes_per_second)
             await stream.send_all(outgoing)
-            pacer.sent(len(outgoing), trio.current_time())
         if firmware.hangup_requested:
             port.hang_up()
             firmware = VirtualMarlin(options, now=trio.current_time())
@@ -165,13 +156,12 @@ async def _pump(
                 # The firmware's buffer is full: leave the bytes in the kernel's until a
                 # waiting command finishes, which holds the host back.
                 await trio.sleep_forever()
-            await trio.sleep_until(pacer.receive_free_at)
             received = await stream.receive_some(capacity)
             if not received:
                 # We hold the slave open, so the master cannot see end of file.
                 raise RuntimeError("the pty master reported end of file")
         if received:
-            pacer.received(len(received), trio.current_time())
+            await trio.sleep(len(received) / bytes_per_second)
             firmware.receive_data(received, trio.current_time())
         else:
             firmware.advance(trio.current_time())
