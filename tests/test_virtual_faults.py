@@ -11,6 +11,7 @@ import pytest
 import trio
 import trio.testing
 import trio_serial
+from trio_serial.abstract import AbstractSerialStream
 
 from octotrio.virtual import (
     Fault,
@@ -184,7 +185,7 @@ def test_command_line_faults_record_and_baud() -> None:
     assert (args.record, args.baud) == ("/tmp/r.txt", 115200)
 
 
-async def read_line(port: trio_serial.SerialStream, buffer: bytearray, wanted: bytes) -> None:
+async def read_line(port: AbstractSerialStream, buffer: bytearray, wanted: bytes) -> None:
     while wanted + b"\n" not in buffer:
         data = await port.receive_some()
         assert data, "the printer went away"
