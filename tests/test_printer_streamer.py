@@ -36,7 +36,7 @@ def stream(data: bytes, cuts: list[int]) -> tuple[list[tuple[str, int]], JobStre
 
 def test_comments_and_blank_lines_are_stripped_and_filepos_counts_bytes() -> None:
     taken, streamer = stream(GCODE, [])
-    assert taken == [("G28", 20), ("G1 Z0.2 F600", 38), ("G1 X10 Y10 E1", 53)]
+    assert taken == [("G28", 20), ("G1 Z0.2 F600", 39), ("G1 X10 Y10 E1", 53)]
     # §9.4: at the end of the file the trailing comment counts as sent: progress reaches 100 %.
     assert streamer.exhausted
     assert streamer.filepos == len(GCODE)
