@@ -70,6 +70,12 @@ class ScriptedFirmware:
         assert await self.receive() == "N1 M115*39"
         await self.say(FIRMWARE_NAME, *capabilities, "ok")
 
+    async def ready(self) -> None:
+        """The handshake, then the ok for the host's M155: idle and operational."""
+        await self.handshake()
+        assert await self.receive() == "M155 S2"
+        await self.say("ok")
+
 
 class EventLog:
     """Everything the link emitted, in order."""
@@ -307,9 +313,7 @@ async def test_a_lost_ok_while_idle_is_recovered_after_the_communication_timeout
     clock: trio.testing.MockClock,
 ) -> None:
     async with running_link(hang_guard=600.0) as (link, firmware, log, nursery):
-        await firmware.handshake()
-        assert await firmware.receive() == "M155 S2"
-        await firmware.say("ok")
+        await firmware.ready()
         link.send_command("M117 one")
         link.send_command("M117 two")
         assert await firmware.receive() == "M117 one"
@@ -324,9 +328,7 @@ async def test_a_lost_ok_while_idle_is_recovered_after_the_communication_timeout
 
 async def test_too_many_timeouts_end_the_link(clock: trio.testing.MockClock) -> None:
     async with running_link(hang_guard=600.0) as (link, firmware, log, _nursery):
-        await firmware.handshake()
-        assert await firmware.receive() == "M155 S2"
-        await firmware.say("ok")
+        await firmware.ready()
         # "wait" lines are no answer: the host waits for an ok that never comes.
         link.send_command("M117 hello")
         error = await log.wait_for(LinkError)
@@ -339,9 +341,7 @@ async def test_too_many_timeouts_end_the_link(clock: trio.testing.MockClock) -> 
 
 async def test_long_running_commands_never_time_out(clock: trio.testing.MockClock) -> None:
     async with running_link(hang_guard=600.0) as (link, firmware, log, nursery):
-        await firmware.handshake()
-        assert await firmware.receive() == "M155 S2"
-        await firmware.say("ok")
+        await firmware.ready()
         link.send_command("M190 S60")
         link.send_command("M105")
         assert await firmware.receive() == "M190 S60"
@@ -379,9 +379,7 @@ async def test_busy_protocol_shortens_the_timeout_and_busy_lines_extend_it(
 
 async def test_start_while_operational_is_an_external_reset() -> None:
     async with running_link() as (_link, firmware, log, nursery):
-        await firmware.handshake()
-        assert await firmware.receive() == "M155 S2"
-        await firmware.say("ok")
+        await firmware.ready()
         # §10.2: line numbers reset and autoreport enabled again.
         await firmware.say("start")
         assert await firmware.receive() == "N0 M110 N0*125"
