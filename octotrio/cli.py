@@ -40,7 +40,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="also expose the built-in printer's pty at this symlink",
     )
     serve.add_argument(
-        "--virtual-printer-faults", type=virtual.parse_faults, metavar="SPEC", help=virtual.FAULTS_HELP
+        "--virtual-printer-faults", type=virtual.faults_argument, metavar="SPEC", help=virtual.FAULTS_HELP
     )
     serve.add_argument(
         "--virtual-printer-record",

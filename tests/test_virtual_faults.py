@@ -13,6 +13,7 @@ import trio.testing
 import trio_serial
 from trio_serial.abstract import AbstractSerialStream
 
+from octotrio.cli import _build_parser
 from octotrio.virtual import (
     Fault,
     FaultOptions,
@@ -173,6 +174,30 @@ def test_fault_specifications(spec: str, expected: FaultOptions) -> None:
 def test_bad_fault_specifications_are_refused(spec: str) -> None:
     with pytest.raises(ValueError, match="fault"):
         parse_faults(spec)
+
+
+def test_a_bad_fault_specification_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--faults", "gremlins=0.1"])
+    assert "bad fault specification 'gremlins=0.1'" in capsys.readouterr().err
+
+
+def test_serve_takes_the_virtual_printer_options() -> None:
+    args = _build_parser().parse_args(
+        [
+            "serve",
+            "--virtual-printer-faults",
+            "fatal@9",
+            "--virtual-printer-record",
+            "r.txt",
+            "--virtual-printer-baud",
+            "250000",
+        ]
+    )
+    assert args.virtual_printer_faults == FaultOptions(at_lines={9: Fault.FATAL})
+    assert (args.virtual_printer_record, args.virtual_printer_baud) == ("r.txt", 250000)
 
 
 def test_command_line_faults_record_and_baud() -> None:

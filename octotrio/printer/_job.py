@@ -81,6 +81,7 @@ class JobStreamer:
 
     def __init__(self, size: int) -> None:
         self.size = size
+        """The file's size in bytes: ``filepos`` once every command was handed out."""
         self.paused = False
         self.skipped = 0
         """Lines skipped because they were too long or not sendable G-code."""

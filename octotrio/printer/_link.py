@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -285,7 +286,7 @@ class PrinterLink:
         """
         if self._state is not CommState.OPERATIONAL or self._job is not None or self._nursery is None:
             raise PrinterNotOperational("Printer is not operational or already printing")
-        job = _Job(local_path, file, JobStreamer(file.size or 0))
+        job = _Job(local_path, file, JobStreamer(0))
         self._job = job
         self._nursery.start_soon(self._run_job, job)
 
@@ -616,6 +617,8 @@ class PrinterLink:
         streamer = job.streamer
         with job.reader_scope:
             async with await trio.open_file(job.path, "rb") as file:
+                # Progress is measured against the file as it is on disk (fstat does not block).
+                streamer.size = os.fstat(file.fileno()).st_size
                 task_status.started()
                 try:
                     while True:
@@ -680,7 +683,7 @@ class PrinterLink:
                 await self._set_state(CommState.PRINTING)
             elif request == "restart" and self._state is CommState.PAUSED:
                 job.reader_scope.cancel()
-                job.streamer = JobStreamer(job.file.size or 0)
+                job.streamer = JobStreamer(0)
                 job.reader_scope = trio.CancelScope()
                 await nursery.start(self._read_job_file, job)
                 await self._start_job(job)

@@ -350,8 +350,8 @@ _AXIS_COUNT = re.compile(r"(?<!\S)A:")
 
 
 def is_temperature_line(line: str) -> bool:
-    """§5 "Recognising a line": ``T:`` or ``C:`` at the start, ``T:`` after a space, `` T0:`` or ``B:``, and no ``A:``
-    token (which keeps the M114 ``Count: A:... B:...`` reply out)."""
+    """§5 "Recognising a line": ``T:`` or ``C:`` at the start, ``T:`` after a space, `` T0:`` or
+    ``B:``, and no ``A:`` token (which keeps the M114 ``Count: A:... B:...`` reply out)."""
     if _AXIS_COUNT.search(line):
         return False
     # "C:" alone is the M191 wait line (§11.2), which OctoPrint's rule would miss.

@@ -7,6 +7,7 @@ pty for hosts to open like a serial port. It is separate firmware and never impo
 
 from ._cli import FAULTS_HELP as FAULTS_HELP
 from ._cli import add_arguments as add_arguments
+from ._cli import faults_argument as faults_argument
 from ._cli import main_from_args as main_from_args
 from ._cli import positive_int as positive_int
 from ._cli import serve_virtual_printer_forever as serve_virtual_printer_forever

@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: %(default)s)",
     )
     parser.add_argument(
-        "--faults", type=parse_faults, default=FaultOptions(), metavar="SPEC", help=FAULTS_HELP
+        "--faults", type=faults_argument, default=FaultOptions(), metavar="SPEC", help=FAULTS_HELP
     )
     parser.add_argument(
         "--record", metavar="PATH", help="append every executed line, with its line number, to PATH"
@@ -52,6 +52,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="RATE",
         help="pace the pty like a serial link at RATE baud (RATE/10 bytes per second; default: unpaced)",
     )
+
+
+def faults_argument(text: str) -> FaultOptions:
+    """``parse_faults`` as an argparse type: a malformed spec is a usage error that says why."""
+    try:
+        return parse_faults(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def positive_int(text: str) -> int:
