@@ -15,12 +15,10 @@ import trio
 
 from ._firmware import FirmwareOptions, VirtualMarlin
 
-PORT_POLL_INTERVAL = 0.1
-"""Seconds between looks at the line settings while a killed firmware waits for a host to reopen
-the port; short enough that a reconnecting host's second hello finds the printer reset."""
 _IDLE_SPEED = termios.B50
-"""The line speed the printer sets on its side of the pty while killed: any host opening the
-device sets its own baud rate, which is how the printer notices the open (a pty has no DTR)."""
+"""The line speed the printer sets on its side of the pty after each open it noticed: a host
+opening the device sets its own baud rate, which is how the printer notices the next open (a pty
+has no DTR). No host asks for 50 baud."""
 _TIOCVHANGUP = 0x5437
 """Linux's ioctl that hangs up every open handle of a tty (Python's termios does not name it)."""
 
@@ -43,7 +41,8 @@ async def run_virtual_printer(
     The printer keeps its own handle on the device open, so a host may open, close and reopen it
     at any time; the firmware is not reset by that (its banner is sent once, at start), except
     after it was killed (``M112``, a fatal fault): then a host opening the device resets it, as
-    the DTR pulse of opening a real port resets a real board. What it writes while no host has
+    the DTR pulse of opening a real port resets a real board. The open is noticed by the line
+    speed the host sets, when its first bytes arrive. What it writes while no host has
     the device open (the banner, ``wait`` lines) waits in the pty's buffer for the next host to
     read; once that buffer is full the printer stops reading too. A ``disconnect`` fault hangs up
     every host handle (they read end of file) and resets the firmware.
@@ -101,6 +100,7 @@ class _Port:
         os.close(self.slave)
         self.slave = os.open(self.device, os.O_RDWR | os.O_NOCTTY)
         tty.setraw(self.slave)
+        self.set_idle_speed()
 
     def set_idle_speed(self) -> None:
         attributes = termios.tcgetattr(self.slave)
@@ -126,7 +126,7 @@ async def _pump(
     next one starts; the two directions share that time (simpler than a full-duplex wire, and
     never faster than one).
     """
-    waiting_for_host = False
+    port.set_idle_speed()
     while True:
         if record is not None and (executed := firmware.take_executed()):
             await record(executed)
@@ -139,16 +139,10 @@ async def _pump(
             port.hang_up()
             firmware = VirtualMarlin(options, now=trio.current_time())
             continue
-        if firmware.reset_requested or (waiting_for_host and port.reopened()):
-            waiting_for_host = False
+        if firmware.reset_requested:
             firmware = VirtualMarlin(options, now=trio.current_time())
             continue
-        if firmware.killed and not waiting_for_host:
-            port.set_idle_speed()
-            waiting_for_host = True
         deadline = firmware.next_deadline()
-        if waiting_for_host:
-            deadline = trio.current_time() + PORT_POLL_INTERVAL
         capacity = firmware.receive_capacity
         received = b""
         with trio.move_on_at(math.inf if deadline is None else deadline):
@@ -160,6 +154,12 @@ async def _pump(
             if not received:
                 # We hold the slave open, so the master cannot see end of file.
                 raise RuntimeError("the pty master reported end of file")
+        if port.reopened():
+            port.set_idle_speed()
+            if firmware.killed:
+                # Opening the port resets a killed board (DTR); checked before the host's first
+                # bytes reach the firmware, so its hello meets the fresh one.
+                firmware = VirtualMarlin(options, now=trio.current_time())
         if received:
             await trio.sleep(len(received) / bytes_per_second)
             firmware.receive_data(received, trio.current_time())
