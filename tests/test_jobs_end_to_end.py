@@ -228,3 +228,6 @@ async def pause(http: httpx.AsyncClient, events: EventReader) -> None:
     )
     assert position["payload"].keys() == sample_payload("PositionUpdate").keys()
     assert position["payload"]["reason"] == "pause"
+    # The head's real position, recorded by M400 + M114 while pausing (§10.4), on every pause.
+    assert position["payload"]["z"] >= 0.4
+    assert events.payload("PrintPaused")["position"]["z"] == position["payload"]["z"]
