@@ -21,6 +21,12 @@ cd "$(dirname "$0")/.."
 # npm ci writes node_modules/.package-lock.json last, so it marks a complete install.
 installed=node_modules/.package-lock.json
 if [[ ! -f $installed || package-lock.json -nt $installed || package.json -nt $installed ]]; then
+    if ! command -v npm >/dev/null; then
+        # The server runs without it (the status page then says what is missing); the tests do not.
+        echo "install-deps: npm is missing, so the status page's sockjs-client bundle is not installed" >&2
+        [[ ${1:-} == --chromium ]] && exit 1
+        exit 0
+    fi
     npm ci --no-audit --no-fund
 fi
 
