@@ -5,7 +5,7 @@
 #                                       sockjs-client (the status page's bundle) and
 #                                       playwright-core (the browser tests' driver)
 #   scripts/install-deps.sh --chromium  also Debian's chromium at /usr/bin/chromium, for the
-#                                       browser tests (tests/test_client_browser.py)
+#                                       browser tests (tests/test_sockjs_clients.py)
 #
 # `npm ci` runs whenever node_modules is missing or older than package.json/package-lock.json.
 # chromium is installed with apt-get when it is missing and we are root (CI is a fresh Debian

@@ -3,7 +3,7 @@
 //
 // Reads {"base": "http://127.0.0.1:PORT", "transports": [...], "messages": [...], "apiKey": "..."}
 // as JSON on stdin and writes {transport: {echo, close, push, page}} as JSON on stdout. Driven by
-// tests/test_client_browser.py.
+// tests/test_sockjs_clients.py.
 import { readFile } from "node:fs/promises";
 
 import { chromium } from "playwright-core";

@@ -2,7 +2,7 @@
 //
 // Reads {"base": "http://127.0.0.1:PORT", "transports": [...], "messages": [...], "apiKey": "..."}
 // as JSON on stdin and writes {transport: {echo, close, push}} as JSON on stdout. Driven by
-// tests/test_client_node.py.
+// tests/test_sockjs_clients.py.
 import SockJS from "sockjs-client";
 
 import { runAll } from "./sockjs_scenarios.mjs";
