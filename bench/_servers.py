@@ -13,7 +13,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,9 +26,10 @@ import httpx
 import trio
 import trio_websocket
 
+from conformance import octoprint
+from conformance.octoprint import free_port as free_port
+
 BENCH_DIR = Path(__file__).resolve().parent
-OCTOPRINT_VENV = BENCH_DIR / "octoprint" / ".venv"
-OCTOPRINT_SETUP = BENCH_DIR / "octoprint" / "setup.sh"
 
 START_TIMEOUT = 60.0
 """Seconds a server gets to listen and report its printer operational (OctoPrint: 5–15 s cold)."""
@@ -37,14 +37,6 @@ STOP_TIMEOUT = 10.0
 """Seconds a server gets to shut down after SIGTERM before it is killed."""
 
 _OPERATIONAL = re.compile(r'"operational":\s*true')
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (for servers restarted on the same port)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -163,44 +155,19 @@ def export_revision(revision: str, into: Path) -> str:
     return commit
 
 
-def octoprint_installed() -> bool:
-    return (OCTOPRINT_VENV / "bin" / "octoprint").exists()
-
-
-def install_octoprint() -> None:
-    """Run ``bench/octoprint/setup.sh`` (idempotent; needs PyPI the first time)."""
-    subprocess.run(["sh", str(OCTOPRINT_SETUP), str(OCTOPRINT_VENV)], check=True)
+install_octoprint = octoprint.install
+octoprint_installed = octoprint.installed
 
 
 def _octoprint_config(api_key: str) -> dict[str, Any]:
-    """config.yaml (JSON is YAML) with the offline settings of octoprint-offline.md."""
-    return {
-        "api": {"key": api_key},
-        "server": {
-            "firstRun": False,
-            "onlineCheck": {"enabled": False},
-            "pluginBlacklist": {"enabled": False},
-            "pythonEolCheck": {"enabled": False},
-        },
-        "plugins": {
-            "_disabled": [
-                "announcements",
-                "tracking",
-                "errortracking",
-                "softwareupdate",
-                "pluginmanager",
-                "discovery",
-            ],
-            "tracking": {"enabled": False},
-            "errortracking": {"enabled": False},
-            "health_check": {"disabled": ["python_eol", "octoprint_freshness"]},
-            "virtual_printer": {"enabled": True, "simulated_errors": []},
-        },
-        # No G-code analysis of uploads: it would run during the serial benchmark's print.
-        "gcodeAnalysis": {"runAt": "never"},
-        # The bench firmware's pty is offered as a port (a glob of paths, octoprint-offline.md).
-        "serial": {"additionalPorts": ["/dev/pts/*"], "autoconnect": False},
-    }
+    """The offline configuration plus the bench's own settings."""
+    config = octoprint.offline_config(api_key)
+    config["plugins"]["virtual_printer"]["simulated_errors"] = []  # clean traces
+    # No G-code analysis of uploads: it would run during the serial benchmark's print.
+    config["gcodeAnalysis"] = {"runAt": "never"}
+    # The bench firmware's pty is offered as a port (a glob of paths, octoprint-offline.md).
+    config["serial"] = {"additionalPorts": ["/dev/pts/*"], "autoconnect": False}
+    return config
 
 
 @asynccontextmanager
@@ -211,17 +178,9 @@ async def run_octoprint(*, serial: str, port: int = 0, log_path: Path | None = N
     """
     api_key = secrets.token_hex(16)
     basedir = Path(tempfile.mkdtemp(prefix="bench-octoprint-"))
-    (basedir / "config.yaml").write_text(json.dumps(_octoprint_config(api_key)))
-    octoprint = str(OCTOPRINT_VENV / "bin" / "octoprint")
-    await trio.run_process(
-        [octoprint, "--basedir", str(basedir), "user", "add", "admin", "--password", api_key, "--admin"],
-        capture_stdout=True,
-        capture_stderr=True,
-    )
+    await trio.to_thread.run_sync(octoprint.prepare_basedir, basedir, _octoprint_config(api_key), api_key)
     port = port or free_port()
-    command = [octoprint, "--basedir", str(basedir), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    if os.geteuid() == 0:
-        command.append("--iknowwhatimdoing")  # OctoPrint refuses to run as root otherwise
+    command = octoprint.serve_command(basedir, port)
     log = _open_log(log_path)
     process = await trio.lowlevel.open_process(command, stdout=log, stderr=log, start_new_session=True)
     server = Server("OctoPrint", port, api_key, process)
