@@ -27,7 +27,7 @@ from octotrio.files import FileStore, open_file_store, temporary_file_store
 from octotrio.http import HttpServer, serve_http
 from octotrio.printer import PrinterEvent, PrinterService, run_printer_service
 from octotrio.push import OriginCheckingRouter, ServerInfo, serve_push_session
-from octotrio.rest import AccessAuthenticator, LoginEndpoints, RestServices, add_rest_routes
+from octotrio.rest import AccessAuthenticator, AccessEndpoints, LoginEndpoints, RestServices, add_rest_routes
 from octotrio.sockjs import HEARTBEAT_INTERVAL, RESPONSE_LIMIT
 from octotrio.state import PrinterModel, StateHub, run_aggregator
 from octotrio.virtual import FirmwareOptions, run_virtual_printer
@@ -64,6 +64,8 @@ class ServerConfig:
     """The global API key for REST calls; a random one unless given (``--api-key``)."""
     access: AccessConfig = field(default_factory=AccessConfig)
     """Users, groups, API keys and access settings (``--config``); none by default."""
+    access_config_path: Path | None = None
+    """The file ``access`` came from; user changes over ``/api/access/users`` are written back to it."""
     sockjs_test_services: bool = False
     """Mount the SockJS protocol test services (``/echo``, ``/close``, ...) at the root."""
     sockjs_response_limit: int = RESPONSE_LIMIT
@@ -169,6 +171,7 @@ async def run(
             RestServices(feed, files, printer, lambda: ports, max_upload_bytes=config.max_upload_bytes),
         )
         LoginEndpoints(authenticator, hub).add_routes(router)
+        AccessEndpoints(authenticator, config.access_config_path).add_routes(router)
         add_status_page_routes(router)
         app = partial(serve_push_session, hub=hub, server=ServerInfo(__version__), access=access)
         http: HttpServer = await root.start(

@@ -162,7 +162,9 @@ def main(argv: list[str] | None = None) -> None:
                 config, virtual_printer=virtual.FirmwareOptions(faults=args.virtual_printer_faults)
             )
         try:
-            config = dataclasses.replace(config, access=load_config(args.config))
+            config = dataclasses.replace(
+                config, access=load_config(args.config), access_config_path=args.config
+            )
         except ConfigError as error:
             sys.exit(f"octotrio: {error}")
         trio.run(_serve, config)

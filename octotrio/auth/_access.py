@@ -15,7 +15,7 @@ import hmac
 import secrets
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ._config import GLOBAL_KEY_USER, AccessConfig, UserRecord
 from ._passwords import hash_password, verify_password
@@ -38,7 +38,8 @@ SESSION_TOKEN_BYTES = 32
 """64 hex characters, as OctoPrint's session tokens (§2.3)."""
 
 ReauthListener = Callable[[str], None]
-"""Called with a ``reauthRequired`` reason (``logout``, ``stale``) for a session a socket uses."""
+"""Called with a ``reauthRequired`` reason (``logout``, ``modified``, ``removed``) for a session a
+socket uses; the socket is no longer attached to the session when it is called."""
 
 
 @dataclass(frozen=True)
@@ -113,20 +114,56 @@ class AccessControl:
         self.config = config
         self.stale_after = config.session_stale_after_minutes * 60
         self.failed_logins = FailedLoginLimiter()
-        self._users = {user.name: user for user in config.users}
-        self._api_keys: dict[bytes, Principal] = {}
-        for user in config.users:
-            if user.api_key is not None and user.active:
-                self._api_keys[_key_digest(user.api_key)] = self.principal_of(user)
+        self._global_key: Principal | None = None
         if global_api_key:
             # OctoPrint's deprecated global key acts as user _api in groups admins and users.
-            self._api_keys[_key_digest(global_api_key)] = Principal(
+            self._global_key = Principal(
                 GLOBAL_KEY_USER, frozenset({"ADMIN"}), frozenset({"admins", "users"}), api_key=global_api_key
             )
+        self._users: dict[str, UserRecord] = {}
+        self._api_keys: dict[bytes, Principal] = {}
+        self._index_users()
         self.guest = Principal("", config.groups["guests"], frozenset({"guests"}), anonymous=True)
         self._sessions: OrderedDict[str, LoginSession] = OrderedDict()
         # Checked against when the user is unknown, so both answers take the same time.
         self._dummy_hash = hash_password(secrets.token_hex(8))
+
+    def _index_users(self) -> None:
+        self._users = {user.name: user for user in self.config.users}
+        self._api_keys = {}
+        for user in self.config.users:
+            if user.api_key is not None and user.active:
+                self._api_keys[_key_digest(user.api_key)] = self.principal_of(user)
+        if self._global_key is not None and self._global_key.api_key is not None:
+            self._api_keys[_key_digest(self._global_key.api_key)] = self._global_key
+
+    def user(self, name: str) -> UserRecord | None:
+        return self._users.get(name)
+
+    def replace_users(self, config: AccessConfig, now: float) -> None:
+        """Switch to ``config``'s users (groups and settings are kept) and tell their sockets (§2.4).
+
+        A user no longer listed: their sessions end and each socket on them hears ``removed``.
+        A user whose groups, permissions, API key or active flag changed: each socket on their
+        sessions hears ``modified`` and drops to the guests' permissions; the sessions themselves
+        carry the new permissions, so ``auth`` with the same ``user:session`` works again (a
+        deactivated user's sessions end instead). ``config`` must already be valid.
+        """
+        old = self._users
+        self.config = replace(self.config, users=config.users)
+        self._index_users()
+        for token, session in list(self._sessions.items()):
+            name = session.principal.name
+            before, after = old.get(name), self._users.get(name)
+            if before is None or before == after:
+                continue
+            listeners, session.listeners = list(session.listeners), []
+            if after is None or not after.active:
+                del self._sessions[token]
+            else:
+                session.principal, session.last_used = self.principal_of(after), now
+            for listener in listeners:
+                listener("removed" if after is None else "modified")
 
     def principal_of(self, user: UserRecord) -> Principal:
         granted: set[str] = set(user.permissions)

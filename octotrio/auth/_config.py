@@ -79,6 +79,10 @@ class AccessConfig:
         _validate(config)
         return config
 
+    def without_user(self, name: str) -> AccessConfig:
+        """This config without the user called ``name`` (unchanged if there is none)."""
+        return replace(self, users=tuple(u for u in self.users if u.name != name))
+
 
 def new_api_key() -> str:
     """A fresh API key: 128 random bits as 32 hex characters (OctoPrint's format)."""

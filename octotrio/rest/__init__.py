@@ -3,6 +3,7 @@
 from octotrio.http import Router
 
 from . import _connection, _files, _job, _printer, _server_info
+from ._access import AccessEndpoints as AccessEndpoints
 from ._auth import AccessAuthenticator as AccessAuthenticator
 from ._common import ApiError as ApiError
 from ._common import Authenticator as Authenticator
