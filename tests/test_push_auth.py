@@ -122,6 +122,26 @@ async def test_backlog_is_delivered_in_order_before_history(server: RunningServe
             assert "plugin" in before_history[home + 1]
 
 
+async def test_backlog_overflow_keeps_the_newest_100_in_order(server: RunningServer) -> None:
+    with trio.fail_after(HANG_GUARD):
+        async with connect_websocket(server.http.port, RAW) as ws:
+            client = Client(ws, framed=False)
+            await client.next()
+            for n in range(150):
+                server.hub.publish_event("ZChange", {"new": float(n), "old": None})
+            await trio.sleep(0.2)
+            await auth(client, server.http.port, "terminal")
+            before_history: list[dict[str, Any]] = []
+            while "history" not in (message := await client.next()):
+                before_history.append(message)
+            events = [m["event"] for m in before_history if "event" in m]
+            heights = [event["payload"]["new"] for event in events if event["type"] == "ZChange"]
+            assert len(before_history) == 100  # the bound (§5.2)
+            # The newest are kept (OctoPrint keeps the first 100: 0..99); printer events may share the 100.
+            assert heights[-1] == 149.0
+            assert heights == [float(n) for n in range(150 - len(heights), 150)]
+
+
 async def test_status_only_user_gets_no_terminal_lines_even_in_history(server: RunningServer) -> None:
     with trio.fail_after(HANG_GUARD):
         async with (
