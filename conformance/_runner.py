@@ -21,7 +21,7 @@ from . import _analysis as analysis
 from ._report import Report, Results
 from ._spec import schema_validator
 from ._target import Login, RestTarget
-from ._wire import TRANSPORTS, Received, Transport, open_connection
+from ._wire import TRANSPORTS, Connection, Received, Transport, open_connection
 
 STATE_TIMEOUT = 5.0
 """Seconds a REST-driven state may take to show in `current` (PUSH-STATE-2)."""
@@ -181,7 +181,10 @@ async def _login(run: Run) -> None:
     else:
         results.skipped("PUSH-AUTH-1", "no --api-key given")
     if run.config.user and run.config.password:
-        outcome, login = await run.rest.password_login(run.config.user, run.config.password)
+        # With an API key the password login gets a client of its own (see RestTarget.password_login).
+        async with httpx.AsyncClient(timeout=10) as own_client:
+            rest = RestTarget(own_client, run.rest.url, None) if run.config.api_key else run.rest
+            outcome, login = await rest.password_login(run.config.user, run.config.password)
         if login is None:
             results.failed("PUSH-AUTH-9", f"{outcome.description}: {analysis.short(outcome.body)}")
         else:
@@ -256,12 +259,14 @@ async def _scenario(run: Run) -> None:
         run.notes.append(f"printer commands not accepted: {command.description}")
     markers = await run.markers(6)
     job_steps = []
+    # Taken before the call: the events may arrive before its response does.
+    upload_at = trio.current_time()
     upload = await rest.upload_and_print() if operational is not None else None
     if upload is None or not upload.ok:
         reason = upload.description if upload else "printer not operational"
         run.notes.append(f"could not upload and print: {reason}")
     else:
-        job_steps.append(("PrintStarted", "printing", trio.current_time()))
+        job_steps.append(("PrintStarted", "printing", upload_at))
         printing = await primary.connection.wait_for(_state_flag("printing"), 10)
         phases.append(("printing", job_steps[-1][2], printing is not None))
         await trio.sleep(1.5)
@@ -383,10 +388,6 @@ async def _scenario(run: Run) -> None:
     else:
         for requirement in ("PUSH-PERM-1", "PUSH-PERM-2"):
             results.skipped(requirement, "the login is not an ADMIN user")
-    run.notes.append(
-        "PUSH-PERM-1/2/3 were checked for the ADMIN side only: the restricted-user side (a user created "
-        "through POST /api/access/users) is not implemented in this suite yet"
-    )
     terminal = [
         i
         for i in primary.connection.of_type("current")
@@ -639,6 +640,126 @@ async def _subscribe_probes(run: Run) -> None:
     )
 
 
+RESTRICTED_USERS = {"status-only": ["STATUS"], "terminal": ["STATUS", "MONITOR_TERMINAL"]}
+"""Users without ADMIN created for PUSH-PERM-1/2/3: one that may only see state, one that may also see
+the terminal (octoprint-push.md §5.1, §5.3, Q1)."""
+
+RESTRICTED_WATCH = 3.0
+"""Seconds the restricted connections are watched after the events they must not see in full: at
+least four `current` at throttle 1."""
+
+_PERM_IDS = ("PUSH-PERM-1", "PUSH-PERM-2", "PUSH-PERM-3")
+
+
+async def _restricted_probes(run: Run) -> None:
+    """The non-ADMIN side of PUSH-PERM-1/2/3: a STATUS-only user and a STATUS + MONITOR_TERMINAL user,
+    created through POST /api/access/users and logged in with their passwords (CSRF as OctoPrint wants,
+    each in its own HTTP client), watch another client open, authenticate and log in."""
+    results = run.results
+    logins: dict[str, Login] = {}
+    async with (
+        httpx.AsyncClient(timeout=10) as status_client,
+        httpx.AsyncClient(timeout=10) as terminal_client,
+    ):
+        clients = {"status-only": status_client, "terminal": terminal_client}
+        for label, permissions in RESTRICTED_USERS.items():
+            created, (name, password) = await run.rest.create_user(permissions)
+            if not created.ok:
+                reason = (
+                    f"the restricted-user side needs POST /api/access/users: {created.description} "
+                    f"{analysis.short(created.body, 120)}"
+                )
+                run.notes.append(f"PUSH-PERM-1/2/3: {reason}; only the ADMIN side was checked")
+                for requirement in _PERM_IDS:
+                    results.skipped(requirement, reason)
+                return
+            outcome, login = await RestTarget(clients[label], run.rest.url, None).password_login(
+                name, password
+            )
+            if login is None:
+                results.failed(
+                    "PUSH-AUTH-9",
+                    f"password login of the created user {name}: {outcome.description} "
+                    f"{analysis.short(outcome.body, 120)}",
+                )
+                for requirement in _PERM_IDS:
+                    results.skipped(requirement, f"the created user {name} could not log in")
+                return
+            results.passed("PUSH-AUTH-9", f"password login of the created user {name} ({label})")
+            logins[label] = login
+    watchers = {
+        label: await run.connect("raw", f"restricted-{label}", auth=login) for label, login in logins.items()
+    }
+    for profile in watchers.values():
+        await profile.connection.wait_for(_is_history, HISTORY_TIMEOUT)
+    marks = {label: len(profile.connection.received) for label, profile in watchers.items()}
+    assert run.login is not None
+    visitor = await run.connect("raw", "restricted-visitor", auth=run.login)
+    await visitor.connection.wait_for(_is_history, HISTORY_TIMEOUT)
+    async with httpx.AsyncClient(timeout=10) as own_client:
+        visitor_login = await RestTarget(own_client, run.rest.url, run.config.api_key).passive_login()
+    markers = await run.markers(2)
+    await trio.sleep(RESTRICTED_WATCH)
+    for label, profile in watchers.items():
+        connection = profile.connection
+        later = connection.received[marks[label] :]
+        events = [(i.payload.get("type"), i.payload.get("payload")) for i in later if i.type == "event"]
+        if visitor_login[1] is not None:
+            leaked = [kind for kind, _ in events if kind in ("UserLoggedIn", "UserLoggedOut")]
+            results.check(
+                "PUSH-PERM-1",
+                [f"{label} user (no ADMIN) got {kind}" for kind in leaked],
+                f"{label} user: no UserLoggedIn after another login",
+            )
+        client_events = [
+            (kind, payload) for kind, payload in events if kind in ("ClientOpened", "ClientAuthed")
+        ]
+        results.check(
+            "PUSH-PERM-2",
+            [
+                f"{label} user (no ADMIN) got {kind} with payload {analysis.short(payload, 160)}"
+                for kind, payload in client_events
+                if payload != {}
+            ],
+            f"{label} user: {len(client_events)} ClientOpened/ClientAuthed, all with payload {{}}",
+        )
+        _judge_terminal(run, label, connection, markers)
+    visitor.connection.close()
+    for profile in watchers.values():
+        profile.connection.close()
+
+
+def _judge_terminal(run: Run, label: str, connection: Connection, markers: list[str]) -> None:
+    """PUSH-PERM-3 for one restricted connection: terminal lines only with MONITOR_TERMINAL."""
+    currents = connection.of_type("current")
+    history = next(iter(connection.of_type("history")), None)
+    if not currents or history is None:
+        run.results.skipped("PUSH-PERM-3", f"the {label} connection got no history or current")
+        return
+    problems = []
+    if label == "terminal":
+        problems += [
+            f"terminal user: current without logs/messages: {analysis.short(i.message, 160)}"
+            for i in currents
+            if not ("logs" in i.payload and "messages" in i.payload)
+        ][:2]
+        if markers and not any(analysis.marker_counts(connection, markers).values()):
+            problems.append("terminal user: no marker line arrived in current logs")
+    else:
+        problems += [
+            f"status-only user: current carries {key}: {analysis.short(i.payload[key], 160)}"
+            for i in currents
+            for key in ("logs", "messages")
+            if i.payload.get(key)
+        ][:2]
+        problems += [
+            f"status-only user: history carries {len(history.payload.get(key) or [])} {key} lines"
+            for key in ("logs", "messages")
+            if history.payload.get(key)
+        ]
+    run.results.check("PUSH-PERM-3", problems, f"{label} user: {len(currents)} current checked")
+
+
 async def _bad_input_probes(run: Run) -> None:
     results, login = run.results, run.login
     assert login is not None
@@ -822,6 +943,7 @@ def _judge_connections(run: Run) -> None:
 
 
 _PROBES: tuple[tuple[Callable[[Run], Awaitable[None]], tuple[str, ...]], ...] = (
+    (_restricted_probes, _PERM_IDS),
     (_auth_probes, ("PUSH-AUTH-4", "PUSH-AUTH-5", "PUSH-AUTH-6", "PUSH-AUTH-7", "PUSH-AUTH-8")),
     (_subscribe_probes, ("PUSH-SUB-2", "PUSH-SUB-3", "PUSH-SUB-4", "PUSH-SUB-6", "PUSH-SUB-7", "PUSH-ACC-4")),
     (

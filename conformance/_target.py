@@ -61,11 +61,16 @@ class RestTarget:
         self.url = url.rstrip("/")
         self.api_key = api_key
 
-    def _headers(self) -> dict[str, str]:
-        return {"X-Api-Key": self.api_key} if self.api_key else {}
+    def _headers(self, method: str) -> dict[str, str]:
+        if self.api_key:
+            return {"X-Api-Key": self.api_key}
+        # Without an API key OctoPrint wants the CSRF cookie echoed in a header on every request that
+        # is not GET/HEAD/OPTIONS (octoprint-push.md §12.1); the cookie comes from GET /login.
+        csrf = next((v for k, v in self.client.cookies.items() if k.startswith("csrf_token")), None)
+        return {"X-CSRF-Token": csrf} if csrf and method not in ("GET", "HEAD", "OPTIONS") else {}
 
     async def call(self, method: str, path: str, **kwargs: Any) -> Outcome:
-        headers = {**self._headers(), **kwargs.pop("headers", {})}
+        headers = {**self._headers(method), **kwargs.pop("headers", {})}
         try:
             response = await self.client.request(method, f"{self.url}{path}", headers=headers, **kwargs)
         except httpx.HTTPError as error:
@@ -81,14 +86,12 @@ class RestTarget:
         return outcome, _login_from(outcome)
 
     async def password_login(self, user: str, password: str) -> tuple[Outcome, Login | None]:
-        # Without an API key OctoPrint wants the CSRF cookie/header pair (octoprint-push.md §12.1).
-        await self.call("GET", "/login")
-        csrf = next(
-            (value for name, value in self.client.cookies.items() if name.startswith("csrf_token")), None
-        )
-        headers = {"X-CSRF-Token": csrf} if csrf else {}
+        """Log in with a password; the session cookie it sets authenticates this client's later calls.
+        Use a client of its own when the run also uses an API key: OctoPrint checks CSRF on any request
+        that carries a session cookie."""
+        await self.call("GET", "/login")  # the CSRF cookie (octoprint-push.md §12.1)
         outcome = await self.call(
-            "POST", "/api/login", json={"user": user, "pass": password, "remember": False}, headers=headers
+            "POST", "/api/login", json={"user": user, "pass": password, "remember": False}
         )
         return outcome, _login_from(outcome)
 
