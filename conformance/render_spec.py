@@ -23,7 +23,10 @@ edit the TOML, not this file.
 * Ids are stable (`AREA-TOPIC-n`) and never reused.
 * "OctoPrint 1.11.8" says how the real OctoPrint behaves; quirk numbers `Qn` refer to
   `shared/reference/octoprint-push.md` §10. The per-behaviour comparison tables of octotrio against OctoPrint
-  live in [deviations.md](deviations.md) and [push-behaviour.md](push-behaviour.md).
+  live in [deviations.md](deviations.md) and [push-behaviour.md](push-behaviour.md). What the suite reports on
+  a real OctoPrint 1.11.8 is pinned, requirement by requirement, in
+  [octoprint-1.11.8-expected.toml](octoprint-1.11.8-expected.toml); `tests/test_conformance_octoprint.py` runs
+  the suite against one (installed by `scripts/install-octoprint.sh`) and fails on any difference.
 * Message shapes: one JSON Schema (draft 2020-12) per message type and payload object in
   [schemas/](schemas/); `message.json` accepts any server message, `client-message.json` any client message.
   Every captured OctoPrint 1.11.8 message in `tests/fixtures/octoprint-1.11.8/` validates against them.

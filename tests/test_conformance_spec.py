@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -107,3 +108,16 @@ def test_event_payloads_are_checked_per_type() -> None:
     assert message_errors(bad) != []
     unknown = {"event": {"type": "plugin_x_y", "payload": {"anything": [1]}}}
     assert message_errors(unknown) == []
+
+
+def test_octoprint_expectation_agrees_with_the_spec() -> None:
+    """Every failure expected of OctoPrint is a deviation the spec states, with the same quirk number."""
+    path = Path(__file__).resolve().parent.parent / "spec" / "octoprint-1.11.8-expected.toml"
+    with path.open("rb") as file:
+        expected = tomllib.load(file)
+    by_id = {r.id: r for r in load_requirements()}
+    for rid, entry in expected.items():
+        assert entry["outcome"] in ("fail", "skip"), rid
+        if entry["outcome"] == "fail":
+            assert by_id[rid].octoprint.startswith("deviates"), rid
+            assert entry["quirk"] in by_id[rid].octoprint, rid
