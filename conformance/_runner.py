@@ -750,7 +750,7 @@ def _judge_terminal(run: Run, label: str, connection: Connection, markers: list[
             f"status-only user: current carries {key}: {analysis.short(i.payload[key], 160)}"
             for i in currents
             for key in ("logs", "messages")
-            if i.payload.get(key)
+            if key in i.payload
         ][:2]
         problems += [
             f"status-only user: history carries {len(history.payload.get(key) or [])} {key} lines"

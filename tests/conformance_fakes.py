@@ -38,6 +38,8 @@ class Faults:
     history_twice: bool = False
     crash_on_bad_input: bool = False
     """Non-object JSON from any client kills every session and refuses new ones."""
+    leak_terminal: bool = False
+    """`current` carries logs and messages to users without MONITOR_TERMINAL (PUSH-PERM-3)."""
 
 
 def _load(name: str) -> Any:
@@ -49,6 +51,7 @@ class _Session:
     connection: SockJSConnection
     throttle: int = 1
     token: str | None = None
+    terminal: bool = False
     cursor: int = 0
     previous_logs: list[str] = field(default_factory=list)
 
@@ -56,7 +59,10 @@ class _Session:
 class FakePushServer:
     def __init__(self, faults: Faults) -> None:
         self.faults = faults
-        self.tokens: set[str] = set()
+        self.tokens: dict[str, bool] = {}
+        """Login session → whether its user has MONITOR_TERMINAL."""
+        self.users: dict[str, tuple[str, bool]] = {}
+        """Created users: name → (password, MONITOR_TERMINAL)."""
         self.log: list[str] = []
         self.sessions: list[_Session] = []
         self.crashed = trio.Event()
@@ -64,10 +70,12 @@ class FakePushServer:
         self._current = _load("current-idle-operational.json")["current"]
         self._history = _load("history-operational-late-join.json")["history"]
 
-    def _snapshot(self, kind: str, logs: list[str]) -> str:
+    def _snapshot(self, kind: str, logs: list[str], terminal: bool = True) -> str:
         payload = copy.deepcopy(self._current if kind == "current" else self._history)
         payload["serverTime"] = time.time()
         payload["logs"], payload["messages"], payload["temps"] = logs, [], []
+        if kind == "current" and not terminal and not self.faults.leak_terminal:
+            del payload["logs"], payload["messages"]
         if kind == "current" and self.faults.drop_current_field:
             payload.pop(self.faults.drop_current_field)
         return json.dumps({kind: payload})
@@ -115,7 +123,7 @@ class FakePushServer:
             await session.connection.send([json.dumps({"reauthRequired": {"reason": "stale"}})])
             return
         first = session.token is None
-        session.token = token
+        session.token, session.terminal = token, self.tokens[token]
         if first:
             session.cursor = len(self.log)
             histories = 2 if self.faults.history_twice else 1
@@ -131,17 +139,35 @@ class FakePushServer:
             session.cursor = len(self.log)
             sent = (session.previous_logs + logs) if self.faults.duplicate_logs else logs
             session.previous_logs = logs
-            await session.connection.send([self._snapshot("current", sent)])
+            await session.connection.send([self._snapshot("current", sent, session.terminal)])
 
     async def login(self, exchange: HttpExchange) -> None:
+        request = json.loads(exchange.request.body or b"{}")
         token = secrets.token_hex(32)
-        self.tokens.add(token)
-        body = {"name": "admin", "session": token, "admin": True, "permissions": ["ADMIN", "STATUS"]}
+        if "user" in request:
+            password, terminal = self.users.get(request["user"], (None, False))
+            if password is None or password != request.get("pass"):
+                await exchange.respond(403)
+                return
+            self.tokens[token] = terminal
+            body = {"name": request["user"], "session": token, "admin": False, "permissions": ["STATUS"]}
+        else:
+            self.tokens[token] = True
+            body = {"name": "admin", "session": token, "admin": True, "permissions": ["ADMIN", "STATUS"]}
         await exchange.respond(200, [("Content-Type", "application/json")], json.dumps(body).encode())
+
+    async def add_user(self, exchange: HttpExchange) -> None:
+        request = json.loads(exchange.request.body)
+        terminal = "MONITOR_TERMINAL" in request.get("permissions", [])
+        self.users[request["name"]] = (request["password"], terminal)
+        await exchange.respond(200, [("Content-Type", "application/json")], b"{}")
+
+    async def login_page(self, exchange: HttpExchange) -> None:
+        await exchange.respond(200, [("Content-Type", "text/html")], b"<html></html>")
 
     async def logout(self, exchange: HttpExchange) -> None:
         token = json.loads(exchange.request.body or b"{}").get("session")
-        self.tokens.discard(token)
+        self.tokens.pop(token, None)
         for session in list(self.sessions):
             if session.token == token:
                 session.token = None
@@ -165,6 +191,8 @@ async def serve_fake(faults: Faults) -> AsyncIterator[str]:
     router = Router()
     router.add("/api/login", {"POST": fake.login})
     router.add("/api/logout", {"POST": fake.logout})
+    router.add("/api/access/users", {"POST": fake.add_user})
+    router.add("/login", {"GET": fake.login_page})
     router.add("/api/connection", {"GET": fake.connection_state})
     router.add("/api/printer/command", {"POST": fake.command})
     async with trio.open_nursery() as nursery:

@@ -22,6 +22,11 @@ FAULTS = {
     "duplicated log line": (Faults(duplicate_logs=True), "PUSH-ACC-1", "in 2 current log lines"),
     "history sent twice": (Faults(history_twice=True), "PUSH-ACC-3", "2 history"),
     "crash on bad input": (Faults(crash_on_bad_input=True), "PUSH-BAD-5", "witness connection ended"),
+    "terminal lines to a STATUS-only user": (
+        Faults(leak_terminal=True),
+        "PUSH-PERM-3",
+        "status-only user: current carries logs",
+    ),
 }
 
 CORRECT_ONLY = tuple(sorted({requirement for _, requirement, _ in FAULTS.values()} | {"PUSH-BAD-2"}))
