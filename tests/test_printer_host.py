@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from octotrio.printer import Reading
 from octotrio.printer._host import (
     HISTORY_SIZE,
+    RESEND_OK_TIMEOUT,
     CommandQueueFull,
     FirmwareReport,
     LocalProtocolError,
@@ -24,6 +25,9 @@ from octotrio.printer._host import (
 )
 from octotrio.printer._protocol import Capability, Ok, TemperatureLine, encode_numbered
 from octotrio.virtual import RECOVERABLE_FAULTS, FirmwareOptions, VirtualMarlin, parse_faults
+
+T0 = 0.0
+"""When lines arrive in tests where the resend-ok deadline (§3 rule 4) plays no part."""
 
 
 def numbered(number: int, command: str) -> bytes:
@@ -36,7 +40,7 @@ def connected_host(*, queue_size: int = 32) -> MarlinHost:
     host = MarlinHost(queue_size=queue_size)
     host.hello()
     assert host.next_line_to_send() == b"N0 M110 N0*125\n"
-    host.receive_line("ok")
+    host.receive_line("ok", T0)
     return host
 
 
@@ -47,7 +51,7 @@ def send_all(host: MarlinHost, *commands: str) -> list[bytes]:
     sent = []
     while (line := host.next_line_to_send()) is not None:
         sent.append(line)
-        host.receive_line("ok")
+        host.receive_line("ok", T0)
     return sent
 
 
@@ -63,9 +67,9 @@ def test_one_command_in_flight() -> None:
     host.enqueue("G21")
     assert host.next_line_to_send() == numbered(1, "G28")
     assert host.next_line_to_send() is None
-    host.receive_line("echo:busy: processing")
+    host.receive_line("echo:busy: processing", T0)
     assert host.next_line_to_send() is None
-    host.receive_line("ok")
+    host.receive_line("ok", T0)
     assert host.next_line_to_send() == numbered(2, "G21")
 
 
@@ -81,7 +85,7 @@ def test_hello_goes_out_even_with_a_command_in_flight() -> None:
 def test_commands_go_plain_after_the_firmware_report() -> None:
     host = connected_host()
     assert send_all(host, "M115") == [b"N1 M115*39\n"]
-    assert host.receive_line("FIRMWARE_NAME:Virtual Marlin 1.0 PROTOCOL_VERSION:1.0")
+    assert host.receive_line("FIRMWARE_NAME:Virtual Marlin 1.0 PROTOCOL_VERSION:1.0", T0)
     assert send_all(host, "M155 S2", "M110 N0") == [b"M155 S2\n", b"N0 M110 N0*125\n"]
     host.printing = True
     assert send_all(host, "G28") == [numbered(1, "G28")]
@@ -89,10 +93,10 @@ def test_commands_go_plain_after_the_firmware_report() -> None:
 
 def test_firmware_report_ends_at_the_first_line_that_is_not_a_capability() -> None:
     host = connected_host()
-    host.receive_line("FIRMWARE_NAME:Marlin PROTOCOL_VERSION:1.0")
-    assert host.receive_line("Cap:AUTOREPORT_TEMP:1") == [Capability("AUTOREPORT_TEMP", True)]
-    host.receive_line("Cap:EMERGENCY_PARSER:0")
-    assert host.receive_line("ok") == [
+    host.receive_line("FIRMWARE_NAME:Marlin PROTOCOL_VERSION:1.0", T0)
+    assert host.receive_line("Cap:AUTOREPORT_TEMP:1", T0) == [Capability("AUTOREPORT_TEMP", True)]
+    host.receive_line("Cap:EMERGENCY_PARSER:0", T0)
+    assert host.receive_line("ok", T0) == [
         FirmwareReport(
             "Marlin",
             {"FIRMWARE_NAME": "Marlin", "PROTOCOL_VERSION": "1.0"},
@@ -100,7 +104,7 @@ def test_firmware_report_ends_at_the_first_line_that_is_not_a_capability() -> No
         ),
         Ok(),
     ]
-    assert host.receive_line("ok") == [Ok()]
+    assert host.receive_line("ok", T0) == [Ok()]
 
 
 def test_wait_counts_as_ok_only_while_printing() -> None:
@@ -108,10 +112,10 @@ def test_wait_counts_as_ok_only_while_printing() -> None:
     host.enqueue("G4 S1")
     host.enqueue("M105")
     assert host.next_line_to_send() is not None
-    host.receive_line("wait")
+    host.receive_line("wait", T0)
     assert host.next_line_to_send() is None
     host.printing = True
-    host.receive_line("wait")
+    host.receive_line("wait", T0)
     assert host.next_line_to_send() == numbered(2, "M105")
 
 
@@ -120,7 +124,7 @@ def test_recoverable_error_simulates_an_ok() -> None:
     host.enqueue("G28")
     host.enqueue("G21")
     host.next_line_to_send()
-    host.receive_line("Error: No Line Number with checksum, Last Line: 0")
+    host.receive_line("Error: No Line Number with checksum, Last Line: 0", T0)
     assert host.next_line_to_send() == numbered(2, "G21")
 
 
@@ -131,14 +135,14 @@ def test_resend_replays_with_original_numbers() -> None:
     host.enqueue("G1 X4")
     host.enqueue("G1 X5")
     assert host.next_line_to_send() == numbered(4, "G1 X4")
-    host.receive_line("Error: expected line 2 got 4")
-    host.receive_line("Resend:2")
+    host.receive_line("Error: expected line 2 got 4", T0)
+    host.receive_line("Resend:2", T0)
     assert host.next_line_to_send() is None
-    host.receive_line("ok")
+    host.receive_line("ok", T0)
     replayed = []
     while (line := host.next_line_to_send()) is not None:
         replayed.append(line)
-        host.receive_line("ok")
+        host.receive_line("ok", T0)
     assert replayed == [
         numbered(2, "G1 X2"),
         numbered(3, "G1 X3"),
@@ -153,7 +157,7 @@ def test_request_for_a_line_not_sent_yet_is_ignored() -> None:
     host = connected_host()
     send_all(host, "G28")
     host.enqueue("G21")
-    host.receive_line("Resend: 2")
+    host.receive_line("Resend: 2", T0)
     assert host.next_line_to_send() == numbered(2, "G21")
     assert host.resends.count == 0
 
@@ -164,11 +168,55 @@ def test_duplicate_request_from_the_same_error_is_ignored() -> None:
     host.enqueue("G21")
     host.next_line_to_send()
     for line in ["Error: Checksum mismatch", "Resend: 1", "ok"] * 2:
-        host.receive_line(line)
+        host.receive_line(line, T0)
     assert host.resends.count == 1
     assert host.next_line_to_send() == numbered(1, "G28")
-    host.receive_line("ok")
+    host.receive_line("ok", T0)
     assert host.next_line_to_send() == numbered(2, "G21")
+
+
+def test_a_resend_request_without_ok_is_acted_on_after_the_resend_ok_timeout() -> None:
+    # §3 rule 4 (detect): no ok within resendOk 0.5 s, so the host acts as if it had come.
+    host = connected_host()
+    host.enqueue("G28")
+    host.enqueue("G21")
+    host.next_line_to_send()
+    host.receive_line("Error: Missing checksum", 10.0)
+    host.receive_line("Resend: 1", 10.0)
+    assert host.resend_ok_deadline == 10.0 + RESEND_OK_TIMEOUT
+    assert host.next_line_to_send() is None
+    assert not host.handle_resend_ok_deadline(10.0 + RESEND_OK_TIMEOUT / 2)
+    assert host.next_line_to_send() is None
+    assert host.handle_resend_ok_deadline(10.0 + RESEND_OK_TIMEOUT)
+    assert host.resend_ok_deadline is None
+    assert host.next_line_to_send() == numbered(1, "G28")
+    host.receive_line("ok", 11.0)
+    assert host.next_line_to_send() == numbered(2, "G21")
+
+
+def test_a_resend_request_followed_by_another_line_is_acted_on_at_once() -> None:
+    # §3 rule 4: "another line first" also means the ok is missing.
+    host = connected_host()
+    host.enqueue("G28")
+    host.next_line_to_send()
+    host.receive_line("Resend: 1", 10.0)
+    host.receive_line("echo:busy: processing", 10.1)
+    assert host.resend_ok_deadline is None
+    assert host.next_line_to_send() == numbered(1, "G28")
+
+
+def test_the_ok_after_a_resend_request_ends_the_deadline() -> None:
+    host = connected_host()
+    host.enqueue("G28")
+    host.enqueue("G21")
+    host.next_line_to_send()
+    host.receive_line("Resend: 1", 10.0)
+    host.receive_line("ok", 10.1)
+    assert host.resend_ok_deadline is None
+    assert not host.handle_resend_ok_deadline(20.0)
+    assert host.next_line_to_send() == numbered(1, "G28")
+    # The replayed line's ok is still owed: no second line goes out before it.
+    assert host.next_line_to_send() is None
 
 
 def test_ten_consecutive_requests_for_one_line_is_a_resend_loop() -> None:
@@ -176,24 +224,24 @@ def test_ten_consecutive_requests_for_one_line_is_a_resend_loop() -> None:
     host.enqueue("G28")
     host.next_line_to_send()
     for _ in range(9):
-        host.receive_line("Resend: 1")
-        host.receive_line("ok")
+        host.receive_line("Resend: 1", T0)
+        host.receive_line("ok", T0)
         assert host.next_line_to_send() == numbered(1, "G28")
     with pytest.raises(RemoteProtocolError) as raised:
-        host.receive_line("Resend: 1")
+        host.receive_line("Resend: 1", T0)
     assert raised.value.reason == "resend_loop"
 
 
 def test_request_beyond_the_history() -> None:
     host = connected_host(queue_size=HISTORY_SIZE + 1)
     send_all(host, *(f"G1 X{i}" for i in range(HISTORY_SIZE + 1)))
-    host.receive_line("Resend: 1")
+    host.receive_line("Resend: 1", T0)
     assert host.next_line_to_send() is None
     host.printing = True
     with pytest.raises(RemoteProtocolError) as raised:
-        host.receive_line("Resend: 1")
+        host.receive_line("Resend: 1", T0)
     assert raised.value.reason == "resend"
-    host.receive_line(f"Resend: {HISTORY_SIZE + 1}")
+    host.receive_line(f"Resend: {HISTORY_SIZE + 1}", T0)
     assert host.next_line_to_send() == encode_numbered(HISTORY_SIZE + 1, f"G1 X{HISTORY_SIZE}")
 
 
@@ -216,7 +264,7 @@ def test_enqueue_rejects_what_cannot_go_on_the_wire() -> None:
 def test_tool_change_selects_the_tool_of_bare_t() -> None:
     host = connected_host()
     send_all(host, "T1")
-    assert host.receive_line("T:30.0 /0.0") == [TemperatureLine({"tool1": Reading(30.0, 0.0)})]
+    assert host.receive_line("T:30.0 /0.0", T0) == [TemperatureLine({"tool1": Reading(30.0, 0.0)})]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,13 +337,13 @@ def test_random_corruption_loses_nothing_and_duplicates_nothing(
     for _ in range(20 * len(commands) + 20):
         deliver_first: bool = data.draw(st.booleans(), label="deliver a reply first")
         if to_host and deliver_first:
-            host.receive_line(to_host.popleft())
+            host.receive_line(to_host.popleft(), T0)
             continue
         line = host.next_line_to_send()
         if line is None:
             if not to_host:
                 break
-            host.receive_line(to_host.popleft())
+            host.receive_line(to_host.popleft(), T0)
             continue
         fault = data.draw(st.sampled_from(["none", "none", "corrupt", "reject", "duplicate"]), label="fault")
         if fault == "corrupt" and firmware.faults.get(firmware.expected, 0) < _MAX_FAULTS_PER_LINE:
@@ -338,12 +386,13 @@ def print_against_the_virtual_firmware(
         if to_firmware and draw < 0.4:
             firmware.receive_data(to_firmware.popleft(), now)
         elif to_host and draw < 0.8:
-            host.receive_line(to_host.popleft())
+            host.receive_line(to_host.popleft(), now)
         elif not to_firmware:
             # Time passes (the firmware's "wait" lines come every 50 ms) only once what the host
             # sent has arrived: on a real link a line takes far less than a wait interval.
             now += schedule.choice([0.001, 0.01, 0.06])
             firmware.advance(now)
+            host.handle_resend_ok_deadline(now)
         *lines, received = (received + firmware.data_to_send()).split(b"\n")
         to_host.extend(text for raw in lines if (text := raw.decode(errors="replace").strip()))
         if not job and host.idle and not to_firmware and not to_host:

@@ -278,6 +278,12 @@ def run_faulty_print(tmp_path: Path, moves: int, spec: str, window: int) -> None
     trio.run(main)
 
 
+@pytest.mark.parametrize("window", [1, 2])
+def test_resend_requests_without_ok_lose_and_repeat_nothing(tmp_path: Path, window: int) -> None:
+    # §3 rule 4: firmware that sends no ok after its resend requests, at a fixed line and at random.
+    run_faulty_print(tmp_path, 30, "resend_without_ok=0.1,resend_without_ok@3,seed=5", window)
+
+
 @settings(deadline=None, max_examples=12, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     moves=st.integers(min_value=1, max_value=60),

@@ -35,6 +35,7 @@ from octotrio.printer import (
     TerminalLine,
     run_printer_link,
 )
+from octotrio.printer._host import RESEND_OK_TIMEOUT
 from octotrio.printer._link import COMMAND_QUEUE_SIZE, COMMUNICATION_TIMEOUT, COMMUNICATION_TIMEOUT_BUSY
 
 # Hang guard only: a healthy run takes milliseconds.
@@ -324,6 +325,25 @@ async def test_a_lost_ok_while_idle_is_recovered_after_the_communication_timeout
         nursery.cancel_scope.cancel()
     log.drain()
     assert "Communication timeout while idle, trying to trigger response from printer." in log.terminal()
+
+
+async def test_a_resend_request_without_ok_is_acted_on_after_the_resend_ok_timeout(
+    clock: trio.testing.MockClock,
+) -> None:
+    async with running_link(hang_guard=600.0) as (link, firmware, log, nursery):
+        await firmware.ready()
+        link.send_command("M117 one")
+        link.send_command("M117 two")
+        assert await firmware.receive() == "M117 one"
+        # A request for a line not sent yet (ignored, §3 rule 1), and no ok after it: after
+        # resendOk the host goes on as if the ok had come (§3 rule 4), long before §10.3's 30 s.
+        before = trio.current_time()
+        await firmware.say("Resend: 2")
+        assert await firmware.receive() == "M117 two"
+        assert trio.current_time() - before == pytest.approx(RESEND_OK_TIMEOUT, abs=0.1)
+        nursery.cancel_scope.cancel()
+    log.drain()
+    assert "No ok after a resend request, simulating one to continue." in log.terminal()
 
 
 async def test_too_many_timeouts_end_the_link(clock: trio.testing.MockClock) -> None:

@@ -83,6 +83,9 @@ def test_each_fault_on_a_good_numbered_line() -> None:
         "Resend:1",
         "ok",
     ]
+    bench = faulty(l1=Fault.RESEND_WITHOUT_OK)
+    assert bench.send(numbered(1, "G28")) == ["Error: Missing checksum", "Resend:1"]
+    assert bench.send(numbered(1, "M117 again")) == ["echo:again", "ok"]
     bench = faulty(l1=Fault.MISSING_LINENO)
     assert bench.send(numbered(1, "M105")) == ["Error: No Line Number with checksum, Last Line: 0"]
     assert bench.send(numbered(2, "M105")) == ["Error: expected line 1 got 2", "Resend:1", "ok"]

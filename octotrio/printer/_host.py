@@ -33,6 +33,9 @@ from ._protocol import (
 HISTORY_SIZE = 50
 # §3 rule 3: maxConsecutiveResends.
 MAX_CONSECUTIVE_RESENDS = 10
+# §3 rule 4, §10.3 resendOk: how long the ok that follows a resend request may take before the
+# host takes it for missing (supportResendsWithoutOk = detect).
+RESEND_OK_TIMEOUT = 0.5
 # §2: serial.ackMax, OctoPrint's default window ("ping-pong").
 DEFAULT_WINDOW = 1
 # §8: these never time out; OctoPrint waits for their ok however long it takes.
@@ -126,7 +129,8 @@ class MarlinHost:
 
     Feed every received line to ``receive_line`` and write whatever ``next_line_to_send`` returns
     until it returns None; call it again after ``enqueue``, ``send_now``, ``hello``,
-    ``receive_line`` and ``handle_timeout``.
+    ``receive_line``, ``handle_timeout`` and ``handle_resend_ok_deadline``. While
+    ``resend_ok_deadline`` is set, call ``handle_resend_ok_deadline`` once that time has come.
 
     ``printing`` is set by whoever streams a job: while it is true every command is numbered and
     ``wait`` counts as an ok (§1, §2). ``job`` is where job lines come from: called whenever the
@@ -163,6 +167,7 @@ class MarlinHost:
         # firmware went on: it is acted on when the host would otherwise fall silent.
         self._unconfirmed: int | None = None
         self._after_resend = False
+        self._resend_ok_deadline: float | None = None
         self._consecutive_timeouts = 0
         self._firmware_seen = False
         self._report: _PendingReport | None = None
@@ -186,6 +191,11 @@ class MarlinHost:
         return any(code in LONG_RUNNING_COMMANDS for code, _ in self._in_flight)
 
     @property
+    def resend_ok_deadline(self) -> float | None:
+        """When the ok of the last resend request counts as missing (§3 rule 4); None if none is owed."""
+        return self._resend_ok_deadline
+
+    @property
     def has_pending_error(self) -> bool:
         """A fatal error line arrived and more lines of it may follow; see ``flush_error``."""
         return bool(self._pending_error)
@@ -198,6 +208,7 @@ class MarlinHost:
         Whatever was in flight before is forgotten: only the hello's ok is awaited.
         """
         self._in_flight.clear()
+        self._resend_ok_deadline = None
         self._priority.clear()
         self._priority.append((self._reset_line_numbers(0, "M110 N0"), "M110"))
 
@@ -253,8 +264,9 @@ class MarlinHost:
             self._in_flight.append((command_code(command) if command else "", self._waits))
         return line
 
-    def receive_line(self, line: str) -> list[ReceivedLine | FirmwareReport | FatalError]:
-        """Take one received line (stripped); return what it means, in order.
+    def receive_line(self, line: str, now: float) -> list[ReceivedLine | FirmwareReport | FatalError]:
+        """Take one received line (stripped), received at time ``now`` (seconds, any monotonic
+        clock: only differences count); return what it means, in order.
 
         The result ends with the parsed line. It is preceded by a ``FirmwareReport`` when this line
         ends an M115 capability report, and by a ``FatalError`` when it ends a fatal error message
@@ -272,8 +284,12 @@ class MarlinHost:
         if self._pending_error and not fatal:
             results.append(FatalError(" - ".join(self._pending_error)))
             self._pending_error.clear()
+        if self._resend_ok_deadline is not None and not isinstance(parsed, Ok):
+            # §3 rule 4 (detect): anything but an ok after a resend request means its ok is missing.
+            self._simulate_resend_ok()
         match parsed:
             case Ok():
+                self._resend_ok_deadline = None
                 if not self._after_resend:
                     # A plain ok: the firmware accepted a line, so it is past any stale request.
                     self._unconfirmed = None
@@ -297,6 +313,7 @@ class MarlinHost:
                 self._acknowledge()
             case ResendRequest(number):
                 self._after_resend = True
+                self._resend_ok_deadline = now + RESEND_OK_TIMEOUT
                 self._request_resend(number)
             case FirmwareData(name, data):
                 self._firmware_seen = True
@@ -305,6 +322,15 @@ class MarlinHost:
                 self._report.capabilities[name] = enabled
         results.append(parsed)
         return results
+
+    def handle_resend_ok_deadline(self, now: float) -> bool:
+        """§3 rule 4 (``supportResendsWithoutOk`` = detect): once ``resend_ok_deadline`` has passed
+        without an ok, act as if it had come. Returns True if it did; False before the deadline or
+        when no ok is owed."""
+        if self._resend_ok_deadline is None or now < self._resend_ok_deadline:
+            return False
+        self._simulate_resend_ok()
+        return True
 
     def flush_error(self) -> FatalError | None:
         """End a fatal error message whose further lines did not come (the firmware went silent)."""
@@ -342,6 +368,12 @@ class MarlinHost:
         lines += [self._encode(f"M104 T{tool} S0") for tool in range(self.current_tool + 1)]
         lines.append(self._encode("M140 S0"))
         return lines
+
+    def _simulate_resend_ok(self) -> None:
+        # As the ok after a resend request would: it says nothing about stale requests.
+        self._resend_ok_deadline = None
+        self._after_resend = False
+        self._acknowledge()
 
     def _acknowledge(self) -> None:
         if self._in_flight:

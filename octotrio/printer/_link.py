@@ -4,7 +4,8 @@
 ports at any time, each connection a ``PrinterLink`` task in the service's own nursery. Within a
 connection, a reader task turns bytes into lines and feeds them to the sans-IO ``MarlinHost``; a
 writer task sends whatever the host releases; a conversation task runs the handshake, M115 and
-temperature reporting; a watchdog handles communication timeouts; and while a job runs, a job task
+temperature reporting; watchdogs handle communication timeouts and resend requests whose ok does
+not come; and while a job runs, a job task
 drives it through its states while a file reader feeds the ``JobStreamer``. Reader, writer and job
 meet only in the host and the streamer, plus events that wake them. What happens is reported as
 ``PrinterEvent``\\ s on a bounded memory channel. Section numbers (§n) refer to
@@ -191,6 +192,7 @@ class PrinterLink:
         self._timeout_changed = trio.Event()
         self._last_received = -math.inf
         self._error_wakeup = trio.Event()
+        self._resend_ok_armed = trio.Event()
         self._z = ZTracker()
         self._position = Position()
         self._position_for_job = False
@@ -401,6 +403,7 @@ class PrinterLink:
             nursery.start_soon(until_failure, self._converse)
             nursery.start_soon(until_failure, self._watch_timeouts)
             nursery.start_soon(until_failure, self._watch_errors)
+            nursery.start_soon(until_failure, self._watch_resend_oks)
 
     async def _read(self, stream: trio.abc.Stream) -> None:
         splitter = LineSplitter(MAX_LINE_LENGTH)
@@ -415,8 +418,10 @@ class PrinterLink:
             # which is what the timeout is for, so it does not count as an answer.
             self._last_received = trio.current_time()
         await self._emit(TerminalLine(f"Recv: {line}"))
-        results = self._host.receive_line(line)
+        results = self._host.receive_line(line, trio.current_time())
         self._writer_wakeup.set()
+        if self._host.resend_ok_deadline is not None:
+            self._resend_ok_armed.set()
         if self._host.has_pending_error:
             self._error_wakeup.set()
         for result in results:
@@ -568,6 +573,21 @@ class PrinterLink:
             message = self._host.handle_timeout()
             self._writer_wakeup.set()
             await self._emit(TerminalLine(message))
+
+    async def _watch_resend_oks(self) -> None:
+        """§3 rule 4: the ok of a resend request that does not come within RESEND_OK_TIMEOUT is
+        taken for missing (the host's ``resend_ok_deadline``; a later request moves it)."""
+        while True:
+            deadline = self._host.resend_ok_deadline
+            if deadline is None:
+                await self._resend_ok_armed.wait()
+                self._resend_ok_armed = trio.Event()
+                continue
+            await trio.sleep_until(deadline)
+            if self._host.handle_resend_ok_deadline(trio.current_time()):
+                self._writer_wakeup.set()
+                self._job_wakeup.set()
+                await self._emit(TerminalLine("No ok after a resend request, simulating one to continue."))
 
     async def _watch_errors(self) -> None:
         """§9: a fatal error whose further lines do not come within ERROR_JOIN_WINDOW is complete."""

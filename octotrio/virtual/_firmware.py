@@ -69,6 +69,8 @@ class Fault(Enum):
     """A spurious resend of a good line: ``Error: Missing checksum``, ``Resend``, ``ok``."""
     DUPLICATE_RESEND = "duplicate_resend"
     """As ``resend``, with the request sent twice before the ok (a host must ignore the second)."""
+    RESEND_WITHOUT_OK = "resend_without_ok"
+    """As ``resend`` without the ``ok`` after the request, like firmware a host must detect (§3 rule 4)."""
     MISSING_LINENO = "missing_lineno"
     """``Error: No Line Number with checksum`` and nothing else: the line is not executed."""
     LOST_OK = "lost_ok"
@@ -582,6 +584,9 @@ class VirtualMarlin:
                 self._send("Error: Missing checksum")
                 self._send(f"Resend:{self._last_line + 1}")
                 self._request_resend("Missing checksum")
+            case Fault.RESEND_WITHOUT_OK:
+                self._send("Error: Missing checksum")
+                self._send(f"Resend:{self._last_line + 1}")
             case Fault.MISSING_LINENO:
                 # §3 trace "missing_lineno": the error and nothing else; the host simulates an ok.
                 self._send(f"Error: No Line Number with checksum, Last Line: {self._last_line}")
