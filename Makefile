@@ -22,8 +22,10 @@ typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
 # The real-client tests need the npm packages and Chromium: the script installs what is missing.
+# The conformance test against OctoPrint needs OctoPrint 1.11.8 in .octoprint-venv (installed once).
 unit: $(BIN)/.installed
 	scripts/install-deps.sh --chromium
+	scripts/install-octoprint.sh
 	$(BIN)/pytest
 
 test: lint typecheck unit
