@@ -50,10 +50,10 @@ from octotrio.sockjs import (
     xhr_chunk,
 )
 
-from ._exchange import ClientGone, HttpExchange
+from ._exchange import AnyWebSocket, ClientGone, HttpExchange
 from ._router import NOT_FOUND_BODY, Router
 from ._sessions import SESSION_CLOSE_TIMEOUT, SessionRegistry, SockJSSession
-from ._websocket import WebSocket, WebSocketClosed
+from ._websocket import WebSocketClosed
 
 GREETING = b"Welcome to SockJS!\n"
 """U1: the exact body of ``GET <prefix>`` and ``GET <prefix>/``."""
@@ -426,7 +426,7 @@ class SockJSEndpoint:
                 await websocket.aclose()
 
     async def _read_websocket(
-        self, websocket: WebSocket, session: SockJSSession, framed: bool, done: trio.Event
+        self, websocket: AnyWebSocket, session: SockJSSession, framed: bool, done: trio.Event
     ) -> None:
         try:
             while True:
@@ -449,7 +449,7 @@ class SockJSEndpoint:
             done.set()
 
 
-async def _write_websocket(websocket: WebSocket, session: SockJSSession, framed: bool) -> None:
+async def _write_websocket(websocket: AnyWebSocket, session: SockJSSession, framed: bool) -> None:
     """Write the session's frames until its close frame went out or the websocket is over."""
     try:
         while (frame := await session.next_frame(websocket)) is not None:
@@ -468,7 +468,7 @@ async def _write_websocket(websocket: WebSocket, session: SockJSSession, framed:
         session.detach(websocket, interrupted=True)
 
 
-async def _say_goodbye(websocket: WebSocket, framed: bool, code: int, reason: str) -> None:
+async def _say_goodbye(websocket: AnyWebSocket, framed: bool, code: int, reason: str) -> None:
     """Send the SockJS close frame (framed) and a websocket close with ``code`` and ``reason``
     (R2), unless the websocket is closing already."""
     if not websocket.is_open:
