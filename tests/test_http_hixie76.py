@@ -191,14 +191,14 @@ class HixieClient:
         return data
 
     async def send_head(
-        self, port: int, path: str, *, key1: str = KEY1, origin: str = "http://example.com"
+        self, port: int, path: str, *, key1: str = KEY1, origin: str = "http://example.com", then: bytes = b""
     ) -> bytes:
         head = (
             f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: WebSocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key1: {key1}\r\nSec-WebSocket-Key2: {KEY2}\r\n"
             f"Origin: {origin}\r\n\r\n"
         )
-        await self.stream.send_all(head.encode())
+        await self.stream.send_all(head.encode() + then)
         return await self.read_until(b"\r\n\r\n")
 
     async def handshake(self, port: int, path: str, *, origin: str = "http://example.com") -> bytes:
@@ -207,6 +207,11 @@ class HixieClient:
         await self.stream.send_all(KEY3)
         assert await self.read_exactly(16) == ANSWER
         return response
+
+    async def handshake_at_once(self, port: int, path: str) -> None:
+        """Send the head, the 8 bytes and a first frame in one write, as a browser does."""
+        await self.send_head(port, path, then=KEY3 + b"\x00first\xff")
+        assert await self.read_exactly(16) == ANSWER
 
     async def receive_text(self) -> str:
         frame_type = await self.read_exactly(1)
@@ -261,7 +266,8 @@ async def test_framed_session_over_hixie76(server: HttpServer) -> None:
 async def test_raw_websocket_over_hixie76(server: HttpServer) -> None:
     with trio.fail_after(HANG_GUARD):
         async with open_client(server.port) as client:
-            await client.handshake(server.port, "/sockjs/websocket")
+            await client.handshake_at_once(server.port, "/sockjs/websocket")
+            assert await client.receive_text() == json.dumps("first")
             await client.send_text("Hello world!\uffff")
             assert await client.receive_text() == json.dumps("Hello world!\uffff")
             await client.stream.send_all(b"\xff\x00")  # the client closes first
