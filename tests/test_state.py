@@ -49,6 +49,7 @@ from octotrio.state import (
     StateHub,
     state_flags,
 )
+from octotrio.state._model import ExpectedPrintTime, time_left
 
 FIXTURES = Path(__file__).parent / "fixtures" / "octoprint-1.11.8"
 
@@ -202,7 +203,7 @@ def test_history_and_the_first_current_neither_overlap_nor_leave_a_gap() -> None
 
 
 def test_journal_reports_what_a_slow_reader_missed() -> None:
-    journal = Journal(capacity=3)
+    journal: Journal[str] = Journal(capacity=3)
     for n in range(5):
         journal.append(str(n))
     read = journal.read_since(0)
@@ -271,22 +272,68 @@ def test_select_and_print_fire_octoprint_events_in_order_with_its_payloads() -> 
     assert list(model.job) == list(sample_payload("current-printing.json")["job"])
 
 
-def test_progress_estimates_the_time_left_linearly() -> None:
+def left_and_origin(model: PrinterModel) -> tuple[object, object]:
+    return model.progress["printTimeLeft"], model.progress["printTimeLeftOrigin"]
+
+
+def test_progress_estimates_the_time_left_from_the_analysis_then_the_rate() -> None:
     recorder = Recorder()
-    printing(recorder)
+    printing(recorder)  # the file's analysis expects 1630.9 s
     model = recorder.hub.model
     assert model.progress["completion"] is None  # null after start (§8.3)
     recorder.aggregator.fold(JobProgress(filepos=0, print_time=3.0))
     assert model.progress["printTimeLeft"] is None
     assert model.progress["printTimeLeftOrigin"] is None
-    recorder.aggregator.fold(JobProgress(filepos=2867, print_time=30.0))  # a quarter of the file
+    # Early: the analysis alone ("analysis" early in a print, §8.3).
+    recorder.aggregator.fold(JobProgress(filepos=573, print_time=10.0))
+    assert left_and_origin(model) == (1621, "analysis")
+    # A quarter of the file: half analysis, half the rate so far (120 s in all).
+    recorder.aggregator.fold(JobProgress(filepos=2867, print_time=30.0))
     assert model.progress == {
         "completion": 25.0,
         "filepos": 2867,
         "printTime": 30,
-        "printTimeLeft": 90,
-        "printTimeLeftOrigin": "linear",
+        "printTimeLeft": 845,
+        "printTimeLeftOrigin": "mixed-analysis",
     }
+    # Half of the file: the rate so far alone.
+    recorder.aggregator.fold(JobProgress(filepos=5734, print_time=60.0))
+    assert left_and_origin(model) == (60, "linear")
+    recorder.aggregator.fold(JobFinished(print_time=120.0))
+    assert left_and_origin(model) == (0, None)
+
+
+def test_a_file_printed_before_is_estimated_from_its_average_print_time() -> None:
+    recorder = Recorder()
+    printing(recorder)
+    fold_all(recorder, [JobFinished(print_time=200.0), StateChanged(CommState.OPERATIONAL)])
+    fold_all(recorder, [StateChanged(CommState.STARTING), JobStarted(FILE), StateChanged(CommState.PRINTING)])
+    recorder.aggregator.fold(JobProgress(filepos=573, print_time=10.0))
+    model = recorder.hub.model
+    assert left_and_origin(model) == (190, "average")
+
+
+@pytest.mark.parametrize(
+    ("fraction", "print_time", "expected", "left"),
+    [
+        (0.0, 5.0, ExpectedPrintTime(100.0, "analysis"), (None, None)),
+        (1.0, 90.0, ExpectedPrintTime(100.0, "analysis"), (0, None)),
+        (0.05, 5.0, None, (95, "linear")),
+        (0.05, 5.0, ExpectedPrintTime(100.0, "analysis"), (95, "analysis")),
+        (0.05, 200.0, ExpectedPrintTime(100.0, "analysis"), (0, "analysis")),
+        (0.2, 10.0, ExpectedPrintTime(100.0, "average"), (70, "mixed-average")),
+        (0.3, 30.0, ExpectedPrintTime(1000.0, "analysis"), (70, "linear")),
+        (0.2, 1800.0, ExpectedPrintTime(1000.0, "analysis"), (7200, "linear")),
+    ],
+)
+def test_time_left_and_its_origin(
+    fraction: float,
+    print_time: float,
+    expected: ExpectedPrintTime | None,
+    left: tuple[int | None, str | None],
+) -> None:
+    # §8.3: null at 0 %, 0 and null at 100 %; expected time early, a blend, then the rate so far.
+    assert time_left(fraction, print_time, expected) == left
 
 
 def test_pause_resume_and_z_changes() -> None:

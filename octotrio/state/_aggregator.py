@@ -173,7 +173,9 @@ class Aggregator:
                 hub.publish_event("PrintStarted", self._job_payload())
                 self._mark("print", "Start", now)
             case JobProgress(filepos=filepos, print_time=print_time):
-                model.progress = progress_payload(filepos, self._job_file.size, print_time)
+                file = self._job_file
+                expected = model.expected_print_time(file.path)
+                model.progress = progress_payload(filepos, file.size, print_time, expected)
             case JobPaused(position=position, filepos=filepos):
                 hub.publish_event(
                     "PrintPaused",

@@ -134,21 +134,59 @@ def empty_progress() -> JSONObject:
     }
 
 
-def progress_payload(filepos: int, size: int | None, print_time: float) -> JSONObject:
-    """``progress`` while printing, with a linear estimate of the time left (§8.3).
+# §8.3 printTimeLeftOrigin: how the estimate moves from the print time expected before the print
+# to the rate so far. OctoPrint's estimation.printTime defaults: blend the two until
+# statsWeighingUntil = 50 % (weighted by progress), and the rate alone ("linear") from
+# forceDumbFromPercent = 30 % or forceDumbAfterMin = 30 minutes on. OctoPrint gives the expected
+# time alone until its rolling estimate settles; below EXPECTED_ONLY_BELOW the rate of a few lines
+# (heating, homing) says little, so that stateless threshold stands in for it.
+EXPECTED_ONLY_BELOW = 0.1
+BLEND_UNTIL = 0.5
+LINEAR_FROM = 0.3
+LINEAR_AFTER = 30 * 60.0
 
-    The estimate assumes the rest of the file prints at the rate so far: elapsed / fraction −
-    elapsed. At 0 % there is no rate yet, so time left and origin are null; at 100 % the time left
-    is 0 and the origin null, as OctoPrint reports them.
+
+@dataclass(frozen=True)
+class ExpectedPrintTime:
+    """How long the print should take, known before it started: from the file's analysis
+    (``analysis``) or from earlier prints of the file (``average``)."""
+
+    seconds: float
+    origin: str
+
+
+def time_left(
+    fraction: float, print_time: float, expected: ExpectedPrintTime | None
+) -> tuple[int | None, str | None]:
+    """``printTimeLeft`` and ``printTimeLeftOrigin`` for ``fraction`` (0–1) of the file printed in
+    ``print_time`` seconds (§8.3).
+
+    At 0 % both are null; at 100 % the time left is 0 and the origin null. In between: the expected
+    time early in the print (origin ``analysis`` or ``average``), then a blend
+    (``mixed-analysis``, ``mixed-average``), then the rate so far (``linear``: elapsed / fraction);
+    without an expected time, the rate so far throughout.
     """
-    fraction = min(1.0, filepos / size) if size else 0.0
-    left: int | None = None
-    origin: str | None = None
     if fraction >= 1.0:
-        left = 0
-    elif fraction > 0.0:
-        left = round(print_time / fraction - print_time)
-        origin = "linear"
+        return 0, None
+    if fraction <= 0.0:
+        return None, None
+    linear = print_time / fraction
+    if expected is None or fraction >= LINEAR_FROM or print_time >= LINEAR_AFTER:
+        total, origin = linear, "linear"
+    elif fraction < EXPECTED_ONLY_BELOW:
+        total, origin = expected.seconds, expected.origin
+    else:
+        weight = fraction / BLEND_UNTIL
+        total, origin = (1 - weight) * expected.seconds + weight * linear, f"mixed-{expected.origin}"
+    return max(0, round(total - print_time)), origin
+
+
+def progress_payload(
+    filepos: int, size: int | None, print_time: float, expected: ExpectedPrintTime | None = None
+) -> JSONObject:
+    """``progress`` while printing; ``time_left`` estimates the time left from ``expected``."""
+    fraction = min(1.0, filepos / size) if size else 0.0
+    left, origin = time_left(fraction, print_time, expected)
     return {
         "completion": 100.0 * fraction,
         "filepos": filepos,
@@ -174,6 +212,10 @@ class PrintStatistics:
     count: int
     total_seconds: float
     last_seconds: float
+
+    @property
+    def average_seconds(self) -> float:
+        return self.total_seconds / self.count
 
 
 @dataclass
@@ -230,11 +272,24 @@ class PrinterModel:
                 "date": file.date,
             },
             "estimatedPrintTime": analysis.get("estimatedPrintTime"),
-            "averagePrintTime": statistics.total_seconds / statistics.count if statistics else None,
+            "averagePrintTime": statistics.average_seconds if statistics else None,
             "lastPrintTime": statistics.last_seconds if statistics else None,
             "filament": analysis.get("filament") or None,
             "user": selected.user,
         }
+
+    def expected_print_time(self, path: str) -> ExpectedPrintTime | None:
+        """How long a print of ``path`` should take: the average of its earlier successful prints,
+        else the analysis of the selected file (if it is ``path``), else unknown."""
+        if (statistics := self.statistics.get(path)) is not None:
+            return ExpectedPrintTime(statistics.average_seconds, "average")
+        selected = self.selected
+        if selected is None or selected.file.path != path or selected.analysis is None:
+            return None
+        estimated = selected.analysis.get("estimatedPrintTime")
+        if isinstance(estimated, int | float) and estimated > 0:
+            return ExpectedPrintTime(float(estimated), "analysis")
+        return None
 
     def record_print(self, path: str, seconds: float) -> None:
         """Remember a successful print of ``path`` that took ``seconds``."""
