@@ -7,12 +7,8 @@ from collections.abc import Mapping, Sequence
 import h11
 import trio
 
-from ._hixie76 import STATUS_REASON, Hixie76WebSocket, accept_hixie76, hixie76_handshake, is_hixie76_request
 from ._request import Request
 from ._websocket import HandshakeRefusal, WebSocket, websocket_handshake
-
-AnyWebSocket = WebSocket | Hixie76WebSocket
-"""A websocket of either protocol: RFC 6455, or legacy hixie-76 (W5); same interface."""
 
 # Statuses whose responses never carry a body, hence no Content-Length (P1).
 _BODILESS_STATUSES = frozenset({204, 304})
@@ -145,50 +141,39 @@ class HttpExchange:
             pipelined += len(data)
         await trio.sleep_forever()
 
-    async def accept_websocket(self, *, max_message_bytes: int) -> AnyWebSocket | None:
+    async def accept_websocket(self, *, max_message_bytes: int) -> WebSocket | None:
         """Complete a websocket handshake and return the websocket, or refuse it and return None.
 
         A request that is not a valid upgrade is answered here (400 ``Not a valid websocket
-        request``, W1; 426 for another version). A request with ``Sec-WebSocket-Key1``/``Key2``
-        gets the legacy hixie-76 handshake (W5). On success the 101 has been sent and the
-        connection belongs to the caller, who must ``aclose`` the websocket. None also when a
-        hixie-76 client did not complete its handshake after the 101: the connection is then over.
+        request``, W1; 426 for another version). On success the 101 has been sent and the
+        connection belongs to the caller, who must :meth:`WebSocket.aclose` it. (Legacy hixie-76
+        requests: :func:`octotrio.http._hixie76.accept_hixie76`.)
         """
-        if is_hixie76_request(self.request):
-            return await self._accept_hixie76(max_message_bytes=max_message_bytes)
-        # A request that passes the check has an Upgrade header, so h11 allows the 101.
         handshake = websocket_handshake(self.request)
         if isinstance(handshake, HandshakeRefusal):
             await self.respond(handshake.status, handshake.headers, handshake.body)
             return None
-        self.responded = self.upgraded = True
-        response = h11.InformationalResponse(status_code=101, headers=handshake)
-        await send_bytes(
-            self._stream, self._connection.send(response) or b"", write_timeout=self.write_timeout
-        )
-        received, _ = self._connection.trailing_data
+        received = await self.switch_protocols(handshake)
         return WebSocket(
             self._stream, received, write_timeout=self.write_timeout, max_message_bytes=max_message_bytes
         )
 
-    async def _accept_hixie76(self, *, max_message_bytes: int) -> Hixie76WebSocket | None:
-        handshake = hixie76_handshake(self.request)
-        if isinstance(handshake, HandshakeRefusal):
-            await self.respond(handshake.status, handshake.headers, handshake.body)
-            return None
+    async def switch_protocols(self, headers: Sequence[tuple[str, str]], *, reason: bytes = b"") -> bytes:
+        """Send a 101 with ``headers`` (and no ``Content-Length``, W3/W5) and hand the connection
+        over: returns what the client sent after its request (body included), which belongs to
+        the new protocol; read the rest from :attr:`stream`. Only for a request with an
+        ``Upgrade`` header (h11 allows a 101 for no other), and then h11 keeps what followed the
+        head unparsed.
+        """
         self.responded = self.upgraded = True
-        # W5: the 101 goes out before the 8 challenge bytes are read. h11 took the request as
-        # bodiless (no Content-Length) and, since it asked for an upgrade, keeps whatever
-        # followed the head unparsed: that is where the bytes are if they came along already.
-        response = h11.InformationalResponse(status_code=101, headers=handshake.headers, reason=STATUS_REASON)
+        response = h11.InformationalResponse(status_code=101, headers=list(headers), reason=reason)
         await send_bytes(
             self._stream, self._connection.send(response) or b"", write_timeout=self.write_timeout
         )
         received, _ = self._connection.trailing_data
-        return await accept_hixie76(
-            self._stream,
-            handshake,
-            self.request.body + received,  # a client that sent Content-Length: 8 has them here
-            write_timeout=self.write_timeout,
-            max_message_bytes=max_message_bytes,
-        )
+        return self.request.body + received
+
+    @property
+    def stream(self) -> trio.abc.Stream:
+        """The connection; a handler uses it only after :meth:`switch_protocols`."""
+        return self._stream

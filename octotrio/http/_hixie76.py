@@ -8,7 +8,8 @@ Three parts, from the wire inwards:
   ``0xFF 0x00``): sans-IO, ``receive_data`` / ``next_event`` / ``send_*`` in the style of wsproto.
 * :class:`Hixie76WebSocket` is the thin trio adapter. It has the interface of
   :class:`~octotrio.http._websocket.WebSocket`, so the SockJS websocket transports and the
-  applications above them run over it unchanged.
+  applications above them run over it unchanged. :func:`accept_hixie76` does the handshake on an
+  :class:`~octotrio.http.HttpExchange` and returns one.
 
 Hixie-76 has neither close codes nor pings: a close is two bytes, so the code and reason given to
 :meth:`Hixie76WebSocket.close` reach the peer only through the SockJS ``c[...]`` frame sent before
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 
 import trio
 
+from ._exchange import ClientGone, HttpExchange, send_bytes
 from ._request import Request
 from ._websocket import ABNORMAL_CLOSURE, NOT_A_WEBSOCKET_REQUEST, HandshakeRefusal, WebSocketClosed
 
@@ -344,17 +346,14 @@ class Hixie76WebSocket:
         # Called with the send lock held.
         written = False
         try:
-            with trio.move_on_after(self._write_timeout):
-                await self._stream.send_all(data)
-                written = True
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+            await send_bytes(self._stream, data, write_timeout=self._write_timeout)
+            written = True
+        except ClientGone:
+            raise self._closed() from None
         finally:
             if not written:
                 # Timed out, broken or cancelled half-way: the stream cannot carry another frame.
                 await self.abort()
-        if not written:
-            raise self._closed()
 
     async def abort(self) -> None:
         """Drop the connection at once, without a close frame; later calls raise
@@ -368,41 +367,41 @@ class Hixie76WebSocket:
         await self._stream.aclose()
 
 
-async def accept_hixie76(
-    stream: trio.abc.Stream,
-    handshake: Hixie76Handshake,
-    received: bytes,
-    *,
-    write_timeout: float,
-    max_message_bytes: int,
-) -> Hixie76WebSocket | None:
-    """Finish a hixie-76 handshake whose 101 is already sent: read the client's 8 bytes (W5: only
-    now, as some proxies forward them only after seeing the 101), then send the 16-byte answer.
+async def accept_hixie76(exchange: HttpExchange, *, max_message_bytes: int) -> Hixie76WebSocket | None:
+    """Complete a hixie-76 handshake (:func:`is_hixie76_request`) and return the websocket, or
+    refuse it (400, :func:`hixie76_handshake`) or give up on it, and return None.
 
-    ``received`` is what the client sent after its request head so far. Returns the websocket,
-    or None when the client closed the connection or did not send its bytes within
-    :data:`HANDSHAKE_TIMEOUT`; the caller closes the stream either way. Cancellable.
+    The 101 goes out first; only then are the client's 8 bytes read (W5: some proxies forward
+    them only after seeing the 101), for at most :data:`HANDSHAKE_TIMEOUT`, and the 16-byte
+    answer written. None after the 101 means the client closed the connection or did not send
+    its bytes in time: the connection is over. On success the caller must ``aclose`` the
+    websocket. Cancellable.
     """
-    buffered = bytearray(received)
+    handshake = hixie76_handshake(exchange.request)
+    if isinstance(handshake, HandshakeRefusal):
+        await exchange.respond(handshake.status, handshake.headers, handshake.body)
+        return None
+    # h11 took the request as bodiless (no Content-Length): the 8 bytes, if they came along with
+    # the head, are in what it kept unparsed for the new protocol.
+    received = bytearray(await exchange.switch_protocols(handshake.headers, reason=STATUS_REASON))
+    stream = exchange.stream
     with trio.move_on_after(HANDSHAKE_TIMEOUT):
-        while len(buffered) < CHALLENGE_BYTES:
+        while len(received) < CHALLENGE_BYTES:
             try:
                 data = await stream.receive_some(RECEIVE_BUFFER_BYTES)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return None
             if not data:
                 return None
-            buffered += data
-    if len(buffered) < CHALLENGE_BYTES:
+            received += data
+    if len(received) < CHALLENGE_BYTES:
         return None
-    key3, rest = bytes(buffered[:CHALLENGE_BYTES]), bytes(buffered[CHALLENGE_BYTES:])
-    answered = False
-    with trio.move_on_after(write_timeout):
-        try:
-            await stream.send_all(challenge_response(handshake.key1, handshake.key2, key3))
-            answered = True
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-    if not answered:
+    key3, rest = bytes(received[:CHALLENGE_BYTES]), bytes(received[CHALLENGE_BYTES:])
+    try:
+        answer = challenge_response(handshake.key1, handshake.key2, key3)
+        await send_bytes(stream, answer, write_timeout=exchange.write_timeout)
+    except ClientGone:
         return None
-    return Hixie76WebSocket(stream, rest, write_timeout=write_timeout, max_message_bytes=max_message_bytes)
+    return Hixie76WebSocket(
+        stream, rest, write_timeout=exchange.write_timeout, max_message_bytes=max_message_bytes
+    )

@@ -50,10 +50,14 @@ from octotrio.sockjs import (
     xhr_chunk,
 )
 
-from ._exchange import AnyWebSocket, ClientGone, HttpExchange
+from ._exchange import ClientGone, HttpExchange
+from ._hixie76 import Hixie76WebSocket, accept_hixie76, is_hixie76_request
 from ._router import NOT_FOUND_BODY, Router
 from ._sessions import SESSION_CLOSE_TIMEOUT, SessionRegistry, SockJSSession
-from ._websocket import WebSocketClosed
+from ._websocket import WebSocket, WebSocketClosed
+
+AnyWebSocket = WebSocket | Hixie76WebSocket
+"""A websocket of either protocol: RFC 6455, or legacy hixie-76 (W5); same interface."""
 
 GREETING = b"Welcome to SockJS!\n"
 """U1: the exact body of ``GET <prefix>`` and ``GET <prefix>/``."""
@@ -400,9 +404,14 @@ class SockJSEndpoint:
         are over, or ``SESSION_CLOSE_TIMEOUT`` after the close. On cancellation the client still
         gets a close 1001 (shielded, bounded by :data:`CLEANUP_TIMEOUT`).
         """
-        websocket = await exchange.accept_websocket(max_message_bytes=self._options.max_message_bytes)
+        max_message_bytes = self._options.max_message_bytes
+        websocket: AnyWebSocket | None
+        if is_hixie76_request(exchange.request):
+            websocket = await accept_hixie76(exchange, max_message_bytes=max_message_bytes)  # W5
+        else:
+            websocket = await exchange.accept_websocket(max_message_bytes=max_message_bytes)
         if websocket is None:
-            return  # refused with 400/426 (W1)
+            return  # refused with 400/426 (W1), or a hixie-76 client gave up on its handshake
         session = SockJSSession(
             exchange.remote_address, self._options, write_timeout=exchange.write_timeout, framed=framed
         )
@@ -459,8 +468,7 @@ async def _write_websocket(websocket: AnyWebSocket, session: SockJSSession, fram
             if framed:
                 await websocket.send_text(frame.text)
             else:
-                for message in frame.messages:  # R1: one text message per value
-                    await websocket.send_text(message)
+                await websocket.send_texts(frame.messages)  # R1: one text message per value
     except WebSocketClosed:
         pass
     finally:
