@@ -468,7 +468,8 @@ async def _write_websocket(websocket: AnyWebSocket, session: SockJSSession, fram
             if framed:
                 await websocket.send_text(frame.text)
             else:
-                await websocket.send_texts(frame.messages)  # R1: one text message per value
+                for message in frame.messages:  # R1: one text message per value
+                    await websocket.send_text(message)
     except WebSocketClosed:
         pass
     finally:
