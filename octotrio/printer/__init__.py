@@ -1,5 +1,6 @@
 """The printer side: Marlin line protocol (sans-IO) and the printer link tasks."""
 
+from ._events import JOB_STATES as JOB_STATES
 from ._events import ActionCommand as ActionCommand
 from ._events import CommState as CommState
 from ._events import Connected as Connected

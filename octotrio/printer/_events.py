@@ -33,6 +33,21 @@ class CommState(Enum):
     CLOSED_WITH_ERROR = "CLOSED_WITH_ERROR"
 
 
+JOB_STATES = frozenset(
+    {
+        CommState.STARTING,
+        CommState.PRINTING,
+        CommState.PAUSING,
+        CommState.PAUSED,
+        CommState.RESUMING,
+        CommState.CANCELLING,
+        CommState.FINISHING,
+    }
+)
+"""The states in which a job runs or is paused: from ``JobStarted`` until it finished, failed or
+was cancelled."""
+
+
 @dataclass(frozen=True)
 class Reading:
     """One sensor in a temperature report: ``actual`` and ``target`` in °C (target None when not reported)."""

@@ -26,6 +26,7 @@ import trio
 import trio_serial
 
 from ._events import (
+    JOB_STATES,
     ActionCommand,
     CommState,
     Connected,
@@ -110,18 +111,6 @@ RECEIVE_SIZE = 4096
 CLOSE_TIMEOUT = 1.0
 # §6 / OctoPrint's heater names → the command that sets their target.
 _HEATER = {"bed": "M140 S{target:g}", "chamber": "M141 S{target:g}"}
-
-_PRINTING_STATES = frozenset(
-    {
-        CommState.STARTING,
-        CommState.PRINTING,
-        CommState.PAUSING,
-        CommState.PAUSED,
-        CommState.RESUMING,
-        CommState.CANCELLING,
-        CommState.FINISHING,
-    }
-)
 
 
 class PrinterDisconnected(Exception):
@@ -304,7 +293,7 @@ class PrinterLink:
     def cancel(self) -> None:
         """Cancel the job: ``JobCancelling``, ``StateChanged(CANCELLING)``, ``M108`` and the after-cancel
         script (§10.4), ``JobCancelled``, ``StateChanged(OPERATIONAL)``."""
-        self._request_job("cancel", *_PRINTING_STATES - {CommState.CANCELLING})
+        self._request_job("cancel", *JOB_STATES - {CommState.CANCELLING})
 
     def restart(self) -> None:
         """Start a paused job again from the beginning of its file: ``StateChanged(STARTING)``,

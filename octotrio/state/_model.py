@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from octotrio.printer import CommState, JobFile, Reading
+from octotrio.printer import JOB_STATES, CommState, JobFile, Reading
 
 JSONObject = dict[str, Any]
 
@@ -34,30 +34,9 @@ STATE_TEXTS: dict[CommState, str] = {
     CommState.CLOSED_WITH_ERROR: "Offline after error",
 }
 
-_OPERATIONAL = frozenset(
-    {
-        CommState.OPERATIONAL,
-        CommState.STARTING,
-        CommState.PRINTING,
-        CommState.PAUSING,
-        CommState.PAUSED,
-        CommState.RESUMING,
-        CommState.CANCELLING,
-        CommState.FINISHING,
-        CommState.TRANSFERING_FILE,
-    }
-)
-_PRINTING = frozenset(
-    {
-        CommState.STARTING,
-        CommState.PRINTING,
-        CommState.PAUSING,
-        CommState.RESUMING,
-        CommState.CANCELLING,
-        CommState.FINISHING,
-    }
-)
-_BUSY = _PRINTING | {CommState.PAUSED}
+_OPERATIONAL = JOB_STATES | {CommState.OPERATIONAL, CommState.TRANSFERING_FILE}
+# OctoPrint's "printing" flag is off while paused; "ready" is off while any job state lasts.
+_PRINTING = JOB_STATES - {CommState.PAUSED}
 _CLOSED_OR_ERROR = frozenset({CommState.OFFLINE, CommState.ERROR, CommState.CLOSED_WITH_ERROR})
 _ERROR = frozenset({CommState.ERROR, CommState.CLOSED_WITH_ERROR})
 
@@ -92,7 +71,7 @@ def state_flags(state: CommState) -> dict[str, bool]:
         "closedOrError": state in _CLOSED_OR_ERROR,
         "error": state in _ERROR,
         "paused": state is CommState.PAUSED,
-        "ready": operational and state not in _BUSY,
+        "ready": operational and state not in JOB_STATES,
         "sdReady": False,
     }
 
@@ -248,7 +227,7 @@ class PrinterModel:
     @property
     def busy(self) -> bool:
         """A job is running or paused: its file must not be changed (``busyFiles``)."""
-        return self.state in _BUSY
+        return self.state in JOB_STATES
 
     @property
     def operational(self) -> bool:
