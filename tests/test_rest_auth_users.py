@@ -156,3 +156,23 @@ async def test_removed_user_sockets_hear_removed_and_their_sessions_end(
     key = {"X-Api-Key": USERS["terminal"].api_key or ""}
     assert (await http.get("/api/version", headers=key)).status_code == 403
     assert "terminal" not in {user.name for user in load_config(config_path).users}
+
+
+async def test_deactivated_user_sockets_hear_modified_and_their_sessions_end(
+    server: RunningServer, http: httpx.AsyncClient
+) -> None:
+    key = {"X-Api-Key": USERS["viewer"].api_key or ""}
+    with trio.fail_after(HANG_GUARD):
+        async with connect_websocket(server.http.port, RAW) as ws:
+            client = Client(ws, framed=False)
+            session = (await http.post("/api/login", json={"passive": True}, headers=key)).json()["session"]
+            await client.send({"auth": f"viewer:{session}"})
+            await client.next_of_type("history")
+            changed = await http.put("/api/access/users/viewer", json={"active": False}, headers=ADMIN)
+            assert changed.status_code == 200
+            assert await client.next_of_type("reauthRequired") == {"reason": "modified"}
+            await client.send({"auth": f"viewer:{session}"})
+            assert await client.next_of_type("reauthRequired") == {"reason": "stale"}
+    assert (await http.get("/api/version", headers=key)).status_code == 403
+    bad = await http.put("/api/access/users/viewer", json={"groups": "admins"}, headers=ADMIN)
+    assert bad.status_code == 400

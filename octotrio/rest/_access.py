@@ -98,8 +98,9 @@ class AccessEndpoints:
         return user
 
     async def _commit(self, config: AccessConfig) -> None:
-        """Write ``config`` to the file (if any), then apply it. Cancellation before the rename
-        leaves the old file and no change; the write itself runs to its end in its thread."""
+        """Write ``config`` to the file (if any), then apply it. On cancellation the write still
+        runs to its end in its thread and the change is applied right after it, with no checkpoint
+        between, so the file and the running server never disagree."""
         if self.config_path is not None:
             try:
                 await trio.to_thread.run_sync(save_config, self.config_path, config)
