@@ -373,4 +373,3 @@ async def test_action_notification_from_the_printer_is_a_plugin_message(server: 
                 "plugin": "action_command_notification",
                 "data": {"message": "Hello from virtual printer"},
             }
-
