@@ -90,6 +90,17 @@ class SockJSSession:
         """Queue ``messages`` for the client. Waits while the queue is full; if no receiver takes
         it within the write timeout, closes the session with ``QUEUE_OVERFLOW_CLOSE``."""
         await trio.lowlevel.checkpoint()
+        if self.core.is_open and self.core.queue_full:
+            # The deadline is armed only when the send has to wait: a timer per send would cost
+            # every push of every session, and the queue is rarely full.
+            await self._wait_for_room()
+        if not self.core.enqueue(messages):
+            raise ConnectionClosed
+        self.notify()
+
+    async def _wait_for_room(self) -> None:
+        """Wait until a receiver takes the full queue; close the session with
+        ``QUEUE_OVERFLOW_CLOSE`` if none does within the write timeout. Cancellable."""
         with trio.move_on_after(self._write_timeout) as waiting:
             while self.core.is_open and self.core.queue_full:
                 await self._changed.wait()
@@ -98,9 +109,6 @@ class SockJSSession:
                 "closing the SockJS session of %s: it does not take its messages", self._remote_address
             )
             await self.close(*QUEUE_OVERFLOW_CLOSE)
-        if not self.core.enqueue(messages):
-            raise ConnectionClosed
-        self.notify()
 
     async def receive(self) -> str:
         try:

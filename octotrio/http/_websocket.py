@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import struct
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +33,26 @@ read adds to memory, not the size of a message."""
 
 ABNORMAL_CLOSURE = 1006
 """RFC 6455 §7.1.5: the code reported when the connection ended without a close frame."""
+
+_FIN_TEXT = 0x81
+"""RFC 6455 §5.2: FIN set, opcode 1 (text): a whole text message in one frame."""
+
+
+def encode_text_frame(text: str) -> bytes:
+    """A server → client text frame, unmasked (RFC 6455 §5.1, §5.2).
+
+    What wsproto's ``send(TextMessage(...))`` produces without extensions (none are negotiated
+    here), at a fraction of its cost: this runs for every message of every session.
+    """
+    payload = text.encode("utf-8")
+    size = len(payload)
+    if size < 126:
+        header = struct.pack("!BB", _FIN_TEXT, size)
+    elif size < 1 << 16:
+        header = struct.pack("!BBH", _FIN_TEXT, 126, size)
+    else:
+        header = struct.pack("!BBQ", _FIN_TEXT, 127, size)
+    return header + payload
 
 
 @dataclass(frozen=True)
@@ -207,7 +228,7 @@ class WebSocket:
         async with self._send_lock:
             if not self.is_open:
                 raise self._closed()
-            await self._write(self._protocol.send(TextMessage(data=text)))
+            await self._write(encode_text_frame(text))
 
     async def close(self, code: int, reason: str) -> None:
         """Send a close frame with ``code`` and ``reason`` (truncated to fit 125 bytes).

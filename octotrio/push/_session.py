@@ -8,7 +8,9 @@ OctoPrint) that is delivered in order at ``auth``, before ``history``.
 
 Two tasks run per session: the receive loop applies client messages to the session's state
 synchronously; the push loop is the only writer, so everything reaches the client in the order
-it was decided. A third tiny task relays the hub's wake-ups. Per-session work stays small:
+it was decided; the hub wakes it directly (one wake-up per session and tick). It drains
+everything pending in one pass and hands the transport one batch, so a burst of events (a storm
+of clients connecting) costs each session one wake-up and one write. Per-session work stays small:
 broadcasts are encoded once by the hub, and a session only re-encodes when its permissions
 (stripped ``ClientOpened``/``ClientAuthed`` payloads) or a regular-expression filter require it.
 """
@@ -227,15 +229,11 @@ class PushSession:
                 self._drained = trio.Event()
                 await self._drained.wait()
 
-    async def relay_hub_changes(self) -> None:
-        while True:
-            await self.hub.changed.wait()
-            self._notify()
-
     async def push_loop(self) -> None:
         """Send events at once and ``current`` when the rate limiter allows; return if events were lost."""
         while True:
             self._wake = trio.Event()  # reset before looking, so no wake-up is missed
+            self.hub.wake_on_change(self, self._wake)
             self.take_broadcasts()
             if self.events_lost:
                 address, lost = self.connection.remote_address, self.events_lost
@@ -286,11 +284,11 @@ async def serve_push_session(
             session.register()  # guests hold STATUS: registered without auth (§2.1)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(session.receive_loop)
-            nursery.start_soon(session.relay_hub_changes)
             await session.push_loop()
             nursery.cancel_scope.cancel()
     except* ConnectionClosed:
         log.debug("push session with %s ended", address)
     finally:
         session.detach(trio.current_time())
+        hub.forget(session)
         hub.publish_event("ClientClosed", {"remoteAddress": address}, origin=session)

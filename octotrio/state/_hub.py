@@ -8,9 +8,7 @@ and event (see :mod:`octotrio.state._journal`).
 
 from __future__ import annotations
 
-import itertools
 import json
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,9 +25,13 @@ TERMINAL_JOURNAL_CAPACITY = 8192
 """Log lines (and messages) kept for slow sessions: ~10 s of a 400 lines/s print, or 40 s of
 accumulation at throttle 80. A session that falls further behind gets a marker line."""
 
-EVENTS_JOURNAL_CAPACITY = 1024
+EVENTS_JOURNAL_CAPACITY = 16384
 """Events kept for slow sessions. Events must not be lost silently, so a session that falls
-further behind is closed (see ``octotrio.push``)."""
+further behind is closed (see ``octotrio.push``). Sized for bursts, not only for slowness: every
+client's connect, login and disconnect is an event for every other session (``ClientOpened``,
+``ClientAuthed``, ``ClientClosed``), so a storm of 5000 clients coming and going at once
+publishes 15,000 events before a session may get to run; a session that is reading drains them
+all in one pass. About 3 MiB when full."""
 
 
 def encode_json(value: Any) -> str:
@@ -80,19 +82,29 @@ class StateHub:
         self.temps = Journal(TEMPS_JOURNAL_CAPACITY)
         self.logs = Journal(TERMINAL_JOURNAL_CAPACITY)
         self.messages = Journal(TERMINAL_JOURNAL_CAPACITY)
-        self.events = Journal(EVENTS_JOURNAL_CAPACITY)
-        self._broadcasts: deque[Broadcast] = deque(maxlen=EVENTS_JOURNAL_CAPACITY)  # aligned with events
+        self.events: Journal[str] = Journal(EVENTS_JOURNAL_CAPACITY)
+        self._broadcasts: Journal[Broadcast] = Journal(EVENTS_JOURNAL_CAPACITY)  # aligned with events
         self.tick = Tick(number=0, head="", tail="")
-        self._changed = trio.Event()
+        self._waiting: dict[object, trio.Event] = {}
 
-    @property
-    def changed(self) -> trio.Event:
-        """An event set at the next tick or event. Take it *before* checking for news."""
-        return self._changed
+    def wake_on_change(self, waiter: object, wake: trio.Event) -> None:
+        """Set ``wake`` at the next tick or event; replaces ``waiter``'s previous wake-up. Call it
+        *before* checking for news, so nothing published in between is missed.
+
+        A wake-up is one-shot and only the sessions waiting get one: a burst of events while a
+        session is busy costs one wake-up, and it then reads them all in one pass.
+        """
+        self._waiting[waiter] = wake
+
+    def forget(self, waiter: object) -> None:
+        """Drop ``waiter``'s pending wake-up (its session ended)."""
+        self._waiting.pop(waiter, None)
 
     def _wake_sessions(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
+        if self._waiting:
+            waiting, self._waiting = self._waiting, {}
+            for wake in waiting.values():
+                wake.set()
 
     def publish_tick(self) -> None:
         """Snapshot the model into a new tick and wake every session."""
@@ -124,10 +136,8 @@ class StateHub:
 
     def broadcasts_since(self, seq: int) -> tuple[list[Broadcast], int, int]:
         """Broadcasts from sequence number ``seq`` on: (items, how many were lost, next seq)."""
-        read = self.events.read_since(seq)
-        count = len(read.items)
-        items = list(itertools.islice(self._broadcasts, len(self._broadcasts) - count, None))
-        return items, read.missed, read.next_seq
+        read = self._broadcasts.read_since(seq)
+        return read.items, read.missed, read.next_seq
 
     def open_view(self) -> tuple[JSONObject, SessionView]:
         """A new session's ``history`` payload and its view, taken at the same instant.

@@ -10,24 +10,28 @@ writer back (architecture: the aggregator never waits for a session).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class JournalRead:
+class JournalRead(Generic[T]):
     """What a reader gets: the items since its cursor, how many it missed, and its new cursor."""
 
-    items: list[str]
+    items: list[T]
     missed: int
     next_seq: int
 
 
-class Journal:
-    """Fixed-capacity ring of pre-encoded JSON values, addressed by sequence number."""
+class Journal(Generic[T]):
+    """Fixed-capacity ring addressed by sequence number: of pre-encoded JSON values, or of any
+    item that travels with them (the hub keeps each event's routing data in a second journal)."""
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
-        self._ring: list[str] = [""] * capacity
+        self._ring: list[T] = []
         self._capacity = capacity
         self._next_seq = 0
 
@@ -36,13 +40,20 @@ class Journal:
         """The sequence number the next appended item will get: a new reader's cursor."""
         return self._next_seq
 
-    def append(self, encoded: str) -> None:
-        self._ring[self._next_seq % self._capacity] = encoded
+    def append(self, item: T) -> None:
+        if len(self._ring) < self._capacity:
+            self._ring.append(item)
+        else:
+            self._ring[self._next_seq % self._capacity] = item
         self._next_seq += 1
 
-    def read_since(self, seq: int) -> JournalRead:
-        """Items appended at or after ``seq``; those already overwritten are counted in ``missed``."""
-        oldest = max(0, self._next_seq - self._capacity)
-        start = max(seq, oldest)
-        items = [self._ring[i % self._capacity] for i in range(start, self._next_seq)]
-        return JournalRead(items=items, missed=start - seq, next_seq=self._next_seq)
+    def read_since(self, seq: int) -> JournalRead[T]:
+        """Items appended at or after ``seq``; those already overwritten are counted in ``missed``.
+        O(items read), whatever the capacity."""
+        end = self._next_seq
+        start = max(seq, end - self._capacity, 0)
+        if start >= end:
+            return JournalRead(items=[], missed=start - seq, next_seq=end)
+        ring, first, last = self._ring, start % self._capacity, end % self._capacity
+        items = ring[first:last] if first < last else ring[first:] + ring[:last]
+        return JournalRead(items=items, missed=start - seq, next_seq=end)
