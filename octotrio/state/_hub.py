@@ -79,9 +79,9 @@ class StateHub:
     def __init__(self, model: PrinterModel, wall_clock: Callable[[], float]) -> None:
         self.model = model
         self.wall_clock = wall_clock
-        self.temps = Journal(TEMPS_JOURNAL_CAPACITY)
-        self.logs = Journal(TERMINAL_JOURNAL_CAPACITY)
-        self.messages = Journal(TERMINAL_JOURNAL_CAPACITY)
+        self.temps: Journal[str] = Journal(TEMPS_JOURNAL_CAPACITY)
+        self.logs: Journal[str] = Journal(TERMINAL_JOURNAL_CAPACITY)
+        self.messages: Journal[str] = Journal(TERMINAL_JOURNAL_CAPACITY)
         self.events: Journal[str] = Journal(EVENTS_JOURNAL_CAPACITY)
         self._broadcasts: Journal[Broadcast] = Journal(EVENTS_JOURNAL_CAPACITY)  # aligned with events
         self.tick = Tick(number=0, head="", tail="")
