@@ -455,7 +455,8 @@ async def _scenario(run: Run) -> None:
         sequences = [analysis.comparable_events(p.connection) for p in (primary, *others)]
         reference = sequences[0]
         problems = [
-            f"{p.connection.name}: event sequence differs from primary-raw"
+            f"{p.connection.name}: event sequence ({len(seq)}) differs from primary-raw ({len(reference)}); "
+            f"first not in it: {next((e for e in seq[2:-2] if e not in reference), 'none, reordered')[:200]}"
             for p, seq in zip(others, sequences[1:], strict=True)
             if not analysis.is_contiguous_within(seq[2:-2], reference)
         ]
