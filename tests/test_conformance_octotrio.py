@@ -38,3 +38,7 @@ async def test_every_reachable_must_passes_against_octotrio() -> None:
     # Only the MUST that no run can check over the wire stays unreached.
     assert set(unreached) == {"PUSH-ACC-5"}, unreached
     assert len(reached) == len(MUSTS) - 1
+    # The restricted-user side of PUSH-PERM-1/2/3 was reached too (octotrio has POST /api/access/users).
+    perm = " ".join(report.by_id("PUSH-PERM-3").evidence)
+    assert "status-only user" in perm, perm
+    assert "terminal user" in perm, perm
