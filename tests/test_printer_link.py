@@ -310,40 +310,35 @@ async def test_cancellation_does_not_wait_for_a_full_event_channel() -> None:
 # Timeouts, busy protocol, external reset, action commands, Repetier targets, the ok window.
 
 
-async def test_a_lost_ok_while_idle_is_recovered_after_the_communication_timeout(
-    clock: trio.testing.MockClock,
+@pytest.mark.parametrize(
+    ("reply", "waited", "message"),
+    [
+        # No ok at all: after §10.3's 30 s the host acts as if it had come.
+        (
+            (),
+            COMMUNICATION_TIMEOUT,
+            "Communication timeout while idle, trying to trigger response from printer.",
+        ),
+        # A request for a line not sent yet (ignored, §3 rule 1) and no ok after it: after resendOk
+        # the host goes on as if the ok had come (§3 rule 4), long before the 30 s.
+        (("Resend: 2",), RESEND_OK_TIMEOUT, "No ok after a resend request, simulating one to continue."),
+    ],
+)
+async def test_a_missing_ok_while_idle_is_simulated(
+    clock: trio.testing.MockClock, reply: tuple[str, ...], waited: float, message: str
 ) -> None:
     async with running_link(hang_guard=600.0) as (link, firmware, log, nursery):
         await firmware.ready()
         link.send_command("M117 one")
         link.send_command("M117 two")
         assert await firmware.receive() == "M117 one"
-        # No ok: after §10.3's 30 s the host acts as if it had come.
         before = trio.current_time()
+        await firmware.say(*reply)
         assert await firmware.receive() == "M117 two"
-        assert trio.current_time() - before == pytest.approx(COMMUNICATION_TIMEOUT, abs=0.1)
+        assert trio.current_time() - before == pytest.approx(waited, abs=0.1)
         nursery.cancel_scope.cancel()
     log.drain()
-    assert "Communication timeout while idle, trying to trigger response from printer." in log.terminal()
-
-
-async def test_a_resend_request_without_ok_is_acted_on_after_the_resend_ok_timeout(
-    clock: trio.testing.MockClock,
-) -> None:
-    async with running_link(hang_guard=600.0) as (link, firmware, log, nursery):
-        await firmware.ready()
-        link.send_command("M117 one")
-        link.send_command("M117 two")
-        assert await firmware.receive() == "M117 one"
-        # A request for a line not sent yet (ignored, §3 rule 1), and no ok after it: after
-        # resendOk the host goes on as if the ok had come (§3 rule 4), long before §10.3's 30 s.
-        before = trio.current_time()
-        await firmware.say("Resend: 2")
-        assert await firmware.receive() == "M117 two"
-        assert trio.current_time() - before == pytest.approx(RESEND_OK_TIMEOUT, abs=0.1)
-        nursery.cancel_scope.cancel()
-    log.drain()
-    assert "No ok after a resend request, simulating one to continue." in log.terminal()
+    assert message in log.terminal()
 
 
 async def test_too_many_timeouts_end_the_link(clock: trio.testing.MockClock) -> None:
