@@ -188,7 +188,13 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
+    # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so OctoPrint is stopped and its basedir removed.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with running_octoprint() as server:
         print(f"OctoPrint {VERSION} at {server.url}")
         print(f"  octotrio conform {server.url} --api-key {server.api_key}")
