@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import trio
@@ -326,6 +327,13 @@ class Hixie76WebSocket:
             if not self.is_open:
                 raise self._closed()
             await self._write(self._codec.send_text(text))
+
+    async def send_texts(self, texts: Sequence[str]) -> None:
+        """Send each of ``texts`` as its own message, all in one write; as :meth:`send_text`."""
+        async with self._send_lock:
+            if not self.is_open:
+                raise self._closed()
+            await self._write(b"".join(self._codec.send_text(text) for text in texts))
 
     async def close(self, code: int, reason: str) -> None:
         """Send a close frame; ``code`` and ``reason`` are only recorded (hixie-76 cannot carry

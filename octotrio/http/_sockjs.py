@@ -468,8 +468,7 @@ async def _write_websocket(websocket: AnyWebSocket, session: SockJSSession, fram
             if framed:
                 await websocket.send_text(frame.text)
             else:
-                for message in frame.messages:  # R1: one text message per value
-                    await websocket.send_text(message)
+                await websocket.send_texts(frame.messages)  # R1: one text message per value, one write
     except WebSocketClosed:
         pass
     finally:
