@@ -129,3 +129,27 @@ async def test_stale_session_and_malformed_input_over_polling(
             assert connection.violations == []
             connection.close()
             other.close()
+
+
+@pytest.mark.parametrize("transport", POLLING)
+async def test_logout_then_reauth_over_polling(
+    server: RunningServer, http: httpx.AsyncClient, transport: Transport
+) -> None:
+    port = server.http.port
+    with trio.fail_after(HANG_GUARD * 2):
+        async with trio.open_nursery() as nursery, httpx.AsyncClient(base_url=server.url) as browser:
+            connection = await open_connection(nursery, server.url, transport, "logout", http)
+            csrf = {"X-CSRF-Token": (await browser.get("/login")).cookies[f"csrf_token_P{port}"]}
+            login = await browser.post(
+                "/api/login", json={"user": "terminal", "pass": "correct horse"}, headers=csrf
+            )
+            assert login.status_code == 200, login.text
+            await connection.send({"auth": f"terminal:{login.json()['session']}"})
+            await expect(connection, "history")
+            assert (await browser.post("/api/logout", headers=csrf)).status_code == 200
+            assert await expect(connection, "reauthRequired") == {"reason": "logout"}
+            start = len(connection.received)
+            await auth(connection, port, "terminal")  # Q4: OctoPrint aborts here; octotrio serves on
+            await expect(connection, "history", start=start)
+            assert connection.open
+            connection.close()
