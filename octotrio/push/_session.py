@@ -18,6 +18,7 @@ broadcasts are encoded once by the hub, and a session only re-encodes when its p
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 
 import trio
@@ -52,6 +53,16 @@ without reading pushes back on its own TCP connection instead of growing memory.
 ADMIN_ONLY_EVENTS = frozenset({"UserLoggedIn", "UserLoggedOut"})
 """Dropped (not backlogged) for sockets without ADMIN (§5.3)."""
 
+CLIENT_LIFECYCLE_EVENTS = frozenset({"ClientOpened", "ClientAuthed", "ClientClosed"})
+"""Every client's connect, login and disconnect is an event for every other session: N clients
+coming and going make N² of them. These alone are held for :data:`LIFECYCLE_HOLD` so that a
+storm costs each session a few writes, not one per client."""
+
+LIFECYCLE_HOLD = 0.1
+"""Seconds lifecycle events may wait for company before they are written (unless something else
+is sent first, which takes them along, in order). A fifth of the 0.5 s tick: no one watching
+notices, and a storm of a thousand connects costs each session ten writes a second at most."""
+
 STRIPPED_EVENTS = {
     name: encode_message("event", {"type": name, "payload": {}}) for name in ("ClientOpened", "ClientAuthed")
 }
@@ -82,6 +93,10 @@ class PushSession:
         self.view: SessionView = hub.open_view()[1]
         self._wake = trio.Event()
         self._drained = trio.Event()
+        self._lifecycle_queued = 0
+        """Outbox entries that are lifecycle events (:data:`CLIENT_LIFECYCLE_EVENTS`)."""
+        self._hold_until = math.inf
+        """When the lifecycle events in the outbox are due; infinite while there are none."""
 
     # -- decisions (synchronous) -------------------------------------------------------------
 
@@ -108,6 +123,8 @@ class PushSession:
         if item.kind == "event":
             if not self.subscription.wants_event(item.name):
                 return
+            if item.name in CLIENT_LIFECYCLE_EVENTS:
+                self._lifecycle_queued += 1
             if item.name in STRIPPED_EVENTS and not principal.has("ADMIN"):
                 self.outbox.append(STRIPPED_EVENTS[item.name])
                 return
@@ -218,6 +235,17 @@ class PushSession:
     def may_send_current(self) -> bool:
         return self.history_sent and self.subscription.state and self.principal.has("STATUS")
 
+    def outbox_due(self, now: float) -> bool:
+        """True when the outbox should be written now: it holds anything but lifecycle events, or
+        its lifecycle events have waited :data:`LIFECYCLE_HOLD` since the first of them."""
+        if len(self.outbox) > self._lifecycle_queued:
+            return True
+        if not self.outbox:
+            return False
+        if self._hold_until == math.inf:
+            self._hold_until = now + LIFECYCLE_HOLD
+        return now >= self._hold_until
+
     # -- tasks ---------------------------------------------------------------------------------
 
     async def receive_loop(self) -> None:
@@ -230,7 +258,8 @@ class PushSession:
                 await self._drained.wait()
 
     async def push_loop(self) -> None:
-        """Send events at once and ``current`` when the rate limiter allows; return if events were lost."""
+        """Send events at once (lifecycle events within :data:`LIFECYCLE_HOLD`) and ``current`` when
+        the rate limiter allows, everything pending in one batch; return if events were lost."""
         while True:
             self._wake = trio.Event()  # reset before looking, so no wake-up is missed
             self.hub.wake_on_change(self, self._wake)
@@ -241,9 +270,13 @@ class PushSession:
                 await self.connection.close(CLOSE_EVENTS_LOST, "Client fell behind, events were lost")
                 return
             now = trio.current_time()
-            batch, self.outbox = self.outbox, []
-            self._drained.set()
-            if self.may_send_current() and self.view.has_new_tick() and self.limiter.may_send(now):
+            current_due = self.may_send_current() and self.view.has_new_tick() and self.limiter.may_send(now)
+            batch: list[str] = []
+            if current_due or self.outbox_due(now):
+                batch, self.outbox = self.outbox, []
+                self._lifecycle_queued, self._hold_until = 0, math.inf
+                self._drained.set()
+            if current_due:
                 tick, accumulated = self.view.take_tick()
                 self.limiter.record_send(now)
                 subscription = self.subscription
@@ -260,9 +293,12 @@ class PushSession:
             if batch:
                 await self.connection.send(batch)
                 continue
-            # Held back (latest wins): wake at the limiter's deadline if a tick is waiting.
+            # Held back (latest wins): wake at the limiter's deadline if a tick is waiting, and
+            # when held lifecycle events are due.
             waiting = self.may_send_current() and self.view.has_new_tick()
-            with trio.move_on_at(self.limiter.earliest_send() if waiting else float("inf")):
+            with trio.move_on_at(
+                min(self._hold_until, self.limiter.earliest_send() if waiting else math.inf)
+            ):
                 await self._wake.wait()
 
 
