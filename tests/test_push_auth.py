@@ -373,3 +373,26 @@ async def test_action_notification_from_the_printer_is_a_plugin_message(server: 
                 "plugin": "action_command_notification",
                 "data": {"message": "Hello from virtual printer"},
             }
+
+
+async def test_disconnect_clears_the_printer_notifications(server: RunningServer) -> None:
+    port = server.http.port
+    with trio.fail_after(HANG_GUARD):
+        async with (
+            connect_websocket(port, FRAMED) as ws,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http,
+        ):
+            client = Client(ws, True)
+            await auth(client, port, "viewer")
+            await client.next_of_type("history")
+            disconnect = await http.post(
+                "/api/connection", json={"command": "disconnect"}, headers={"X-Api-Key": "A" * 32}
+            )
+            assert disconnect.status_code == 204
+            while (await client.next_of_type("event"))["type"] != "Disconnected":
+                pass
+            after = await client.next()
+            while "current" in after:
+                after = await client.next()
+            # §9.7: right after Disconnected; OctoPrint's firmware_check that follows is not sent.
+            assert after == {"plugin": {"plugin": "action_command_notification", "data": {}}}

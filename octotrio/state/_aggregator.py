@@ -308,7 +308,9 @@ class Aggregator:
         model.current_z = None
 
     def _disconnected(self, now: float) -> None:
-        """§9.7: UpdatedFiles → FileDeselected (when a file was selected) → Disconnected."""
+        """§9.7: UpdatedFiles → FileDeselected (when a file was selected) → Disconnected → plugin
+        ``action_command_notification {}`` (clears the notifications the printer sent). OctoPrint's
+        ``firmware_check {"type":"update"}`` that follows is not sent: octotrio has no firmware check."""
         model = self.model
         model.connected = False
         model.port = model.baudrate = None
@@ -318,6 +320,7 @@ class Aggregator:
         self._deselect()
         model.add_marking("disconnected", "Disconnected", now)
         self.hub.publish_event("Disconnected", None)
+        self.hub.publish_plugin("action_command_notification", {})
 
     def _log(self, text: str) -> None:
         self.model.logs.append(text)
