@@ -200,7 +200,10 @@ class PushSession:
         if principal.has("STATUS") and not self.history_sent:
             self.register()
         self.hub.publish_event(
-            "ClientAuthed", {"username": user, "remoteAddress": self.connection.remote_address}, origin=self
+            "ClientAuthed",
+            {"username": user, "remoteAddress": self.connection.remote_address},
+            origin=self,
+            urgent=False,  # lifecycle: held by the sessions (LIFECYCLE_HOLD)
         )
 
     def _subscribe(self, subscription: Subscription) -> None:
@@ -262,7 +265,8 @@ class PushSession:
         the rate limiter allows, everything pending in one batch; return if events were lost."""
         while True:
             self._wake = trio.Event()  # reset before looking, so no wake-up is missed
-            self.hub.wake_on_change(self, self._wake)
+            # Lifecycle events held already: more of them need not wake this session.
+            self.hub.wake_on_change(self, self._wake, urgent_only=self._lifecycle_queued > 0)
             self.take_broadcasts()
             if self.events_lost:
                 address, lost = self.connection.remote_address, self.events_lost
@@ -296,9 +300,11 @@ class PushSession:
             # Held back (latest wins): wake at the limiter's deadline if a tick is waiting, and
             # when held lifecycle events are due.
             waiting = self.may_send_current() and self.view.has_new_tick()
-            with trio.move_on_at(
-                min(self._hold_until, self.limiter.earliest_send() if waiting else math.inf)
-            ):
+            deadline = min(self._hold_until, self.limiter.earliest_send() if waiting else math.inf)
+            if deadline == math.inf:
+                await self._wake.wait()  # no timer to arm: the common case, once per tick
+                continue
+            with trio.move_on_at(deadline):
                 await self._wake.wait()
 
 
@@ -315,7 +321,7 @@ async def serve_push_session(
     address = connection.remote_address
     try:
         await connection.send([encode_message("connected", server.connected_payload())])
-        hub.publish_event("ClientOpened", {"remoteAddress": address}, origin=session)
+        hub.publish_event("ClientOpened", {"remoteAddress": address}, origin=session, urgent=False)
         if session.principal.has("STATUS"):
             session.register()  # guests hold STATUS: registered without auth (§2.1)
         async with trio.open_nursery() as nursery:
@@ -327,4 +333,4 @@ async def serve_push_session(
     finally:
         session.detach(trio.current_time())
         hub.forget(session)
-        hub.publish_event("ClientClosed", {"remoteAddress": address}, origin=session)
+        hub.publish_event("ClientClosed", {"remoteAddress": address}, origin=session, urgent=False)

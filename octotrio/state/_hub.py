@@ -86,23 +86,31 @@ class StateHub:
         self._broadcasts: Journal[Broadcast] = Journal(EVENTS_JOURNAL_CAPACITY)  # aligned with events
         self.tick = Tick(number=0, head="", tail="")
         self._waiting: dict[object, trio.Event] = {}
+        self._waiting_urgent: dict[object, trio.Event] = {}
 
-    def wake_on_change(self, waiter: object, wake: trio.Event) -> None:
-        """Set ``wake`` at the next tick or event; replaces ``waiter``'s previous wake-up. Call it
-        *before* checking for news, so nothing published in between is missed.
+    def wake_on_change(self, waiter: object, wake: trio.Event, *, urgent_only: bool = False) -> None:
+        """Set ``wake`` at the next tick or event (``urgent_only``: not for a non-urgent event);
+        replaces ``waiter``'s previous wake-up. Call it *before* checking for news, so nothing
+        published in between is missed.
 
         A wake-up is one-shot and only the sessions waiting get one: a burst of events while a
         session is busy costs one wake-up, and it then reads them all in one pass.
         """
-        self._waiting[waiter] = wake
+        self.forget(waiter)
+        (self._waiting_urgent if urgent_only else self._waiting)[waiter] = wake
 
     def forget(self, waiter: object) -> None:
         """Drop ``waiter``'s pending wake-up (its session ended)."""
         self._waiting.pop(waiter, None)
+        self._waiting_urgent.pop(waiter, None)
 
-    def _wake_sessions(self) -> None:
+    def _wake_sessions(self, *, urgent: bool = True) -> None:
         if self._waiting:
             waiting, self._waiting = self._waiting, {}
+            for wake in waiting.values():
+                wake.set()
+        if urgent and self._waiting_urgent:
+            waiting, self._waiting_urgent = self._waiting_urgent, {}
             for wake in waiting.values():
                 wake.set()
 
@@ -118,21 +126,32 @@ class StateHub:
         self._wake_sessions()
 
     def publish_event(
-        self, event_type: str, payload: JSONObject | None, *, origin: object | None = None
+        self,
+        event_type: str,
+        payload: JSONObject | None,
+        *,
+        origin: object | None = None,
+        urgent: bool = True,
     ) -> None:
-        """Encode an event once, journal it and wake every session (except ``origin``'s)."""
-        self.publish("event", {"type": event_type, "payload": payload}, name=event_type, origin=origin)
+        """Encode an event once, journal it and wake every session (except ``origin``'s); a
+        non-``urgent`` one only wakes the sessions that wait for any news."""
+        self.publish(
+            "event", {"type": event_type, "payload": payload}, name=event_type, origin=origin, urgent=urgent
+        )
 
     def publish_plugin(self, plugin: str, data: object) -> None:
         """A ``plugin`` message ``{"plugin": plugin, "data": data}`` for every session."""
         self.publish("plugin", {"plugin": plugin, "data": data}, name=plugin)
 
-    def publish(self, kind: str, payload: object, *, name: str = "", origin: object | None = None) -> None:
-        """Encode ``{kind: payload}`` once, journal it in order with the events, wake every session."""
+    def publish(
+        self, kind: str, payload: object, *, name: str = "", origin: object | None = None, urgent: bool = True
+    ) -> None:
+        """Encode ``{kind: payload}`` once, journal it in order with the events, wake every session
+        (only those waiting for any news if not ``urgent``)."""
         encoded = encode_json({kind: payload})
         self.events.append(encoded)
         self._broadcasts.append(Broadcast(kind, name, encoded, origin))
-        self._wake_sessions()
+        self._wake_sessions(urgent=urgent)
 
     def broadcasts_since(self, seq: int) -> tuple[list[Broadcast], int, int]:
         """Broadcasts from sequence number ``seq`` on: (items, how many were lost, next seq)."""
