@@ -58,10 +58,11 @@ CLIENT_LIFECYCLE_EVENTS = frozenset({"ClientOpened", "ClientAuthed", "ClientClos
 coming and going make N² of them. These alone are held for :data:`LIFECYCLE_HOLD` so that a
 storm costs each session a few writes, not one per client."""
 
-LIFECYCLE_HOLD = 0.1
+LIFECYCLE_HOLD = 0.5
 """Seconds lifecycle events may wait for company before they are written (unless something else
-is sent first, which takes them along, in order). A fifth of the 0.5 s tick: no one watching
-notices, and a storm of a thousand connects costs each session ten writes a second at most."""
+is sent first, which takes them along, in order). The tick interval: while the printer is busy
+they ride along with the next ``current`` at no extra write, and a storm of a thousand connects
+costs an idle session two writes a second. No client acts on them within half a second."""
 
 STRIPPED_EVENTS = {
     name: encode_message("event", {"type": name, "payload": {}}) for name in ("ClientOpened", "ClientAuthed")
