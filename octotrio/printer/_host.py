@@ -166,6 +166,9 @@ class MarlinHost:
         # A request for this line was taken for stale and no plain ok came since to show that the
         # firmware went on: it is acted on when the host would otherwise fall silent.
         self._unconfirmed: int | None = None
+        # The line a replay was about to send again when the last resend-kind Error: line arrived:
+        # the request that follows that error cannot be about the replayed copy (§3 rule 1).
+        self._error_before_replay: int | None = None
         self._after_resend = False
         self._resend_ok_deadline: float | None = None
         self._consecutive_timeouts = 0
@@ -311,10 +314,15 @@ class MarlinHost:
             case ErrorLine(text) if classify_error(text) is ErrorKind.RECOVERABLE:
                 # §9: recoverable communication error: no resend request follows, simulate an ok.
                 self._acknowledge()
+            case ErrorLine(text) if classify_error(text) is ErrorKind.RESEND:
+                replay = self._replay
+                pending = replay is not None and not replay.requested_line_sent
+                self._error_before_replay = replay.requested if replay is not None and pending else None
             case ResendRequest(number):
                 self._after_resend = True
+                error_before_replay, self._error_before_replay = self._error_before_replay, None
                 self._resend_ok_deadline = now + RESEND_OK_TIMEOUT
-                self._request_resend(number)
+                self._request_resend(number, error_before_replay=error_before_replay)
             case FirmwareData(name, data):
                 self._firmware_seen = True
                 self._report = _PendingReport(name, data)
@@ -379,7 +387,7 @@ class MarlinHost:
         if self._in_flight:
             self._in_flight.popleft()
 
-    def _request_resend(self, number: int) -> None:
+    def _request_resend(self, number: int, *, error_before_replay: int | None) -> None:
         # §3 rule 1: a request for a line not sent yet is ignored ...
         if number >= self._next_number:
             return
@@ -397,6 +405,10 @@ class MarlinHost:
         if number == self._stale_number and self._stale_requests > 0:
             self._stale_requests -= 1
             self._unconfirmed = number
+            return
+        # A duplicate whose error line came before the replay sent line <n> again, answered after it
+        # went out: that error was about an earlier copy, and the replay already answers it.
+        if number == error_before_replay:
             return
         self.resends.count += 1
         if number == self._last_requested:
@@ -461,6 +473,7 @@ class MarlinHost:
         self._stale_number = None
         self._stale_requests = 0
         self._unconfirmed = None
+        self._error_before_replay = None
         self._next_number = number + 1
         return self._number(number, command)
 
