@@ -39,6 +39,11 @@ STOP_TIMEOUT = 10.0
 _OPERATIONAL = re.compile(r'"operational":\s*true')
 
 
+RUN_API_KEY = secrets.token_hex(16)
+"""The API key of every server this run starts: a restarted server keeps its key, as a real one
+keeps its configuration, so clients can log in again (the connect storm's restart)."""
+
+
 @dataclass
 class Server:
     """A running server under test."""
@@ -113,7 +118,7 @@ async def run_octotrio(
     Yields once the printer is operational. On exit: SIGTERM, the ordered shutdown, then a kill if
     it takes longer than ``STOP_TIMEOUT``.
     """
-    api_key = secrets.token_hex(16)
+    api_key = RUN_API_KEY
     command = [sys.executable, "-m", "octotrio", "serve", "--port", str(port), "--api-key", api_key]
     if serial is not None:
         command += ["--serial", serial]
@@ -176,7 +181,7 @@ async def run_octoprint(*, serial: str, port: int = 0, log_path: Path | None = N
 
     Yields once its printer is operational; SIGTERM (then kill) and the basedir removed on exit.
     """
-    api_key = secrets.token_hex(16)
+    api_key = RUN_API_KEY
     basedir = Path(tempfile.mkdtemp(prefix="bench-octoprint-"))
     await trio.to_thread.run_sync(octoprint.prepare_basedir, basedir, _octoprint_config(api_key), api_key)
     port = port or free_port()
