@@ -10,7 +10,7 @@ from functools import reduce
 from operator import xor
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from octotrio.printer import Reading
@@ -355,8 +355,28 @@ def test_random_corruption_loses_nothing_and_duplicates_nothing(
     assert host.queued == 0
 
 
+def test_a_repeated_resend_request_is_answered_once_and_waits_for_its_one_ok() -> None:
+    # §3 rules 1 and 4: the firmware reports one error twice, then sends one ok. The repetition is
+    # neither a second request nor the "other line" standing for a missing ok: taken for that, the
+    # host would count the ok of the replay for the next line and drop a line at the end of a job.
+    host = connected_host()
+    host.printing = True
+    host.enqueue("G1 X1")
+    host.enqueue("G1 X2")
+    assert host.next_line_to_send() == numbered(1, "G1 X1")
+    for line in ["Error: Missing checksum", "Resend:1", "Error: Missing checksum", "Resend:1"]:
+        host.receive_line(line, T0)
+    assert host.next_line_to_send() is None
+    host.receive_line("ok", T0)
+    assert host.next_line_to_send() == numbered(1, "G1 X1")
+    assert host.next_line_to_send() is None
+    host.receive_line("ok", T0)
+    assert host.next_line_to_send() == numbered(2, "G1 X2")
+    assert host.resends.count == 1
+
+
 # ---------------------------------------------------------------------------------------------
-# Property: the host against the virtual printer's firmware, both sans-IO, with injected faults
+# Property: the host against the virtual firmware, both sans-IO, with injected faults
 # and a random schedule of deliveries. The firmware is separate code (it never imports the
 # host), so agreement here is not a bug cancelling out.
 
@@ -420,6 +440,20 @@ def print_against_the_virtual_firmware(
     ),
     seed=st.integers(0, 2**32),
     window=st.sampled_from([1, 2, 3]),
+)
+# Replays acted on stale requests put extra copies of accepted lines on the wire; the requests those
+# copies drew ("expected line 12 got 11") ended in resend_loop.
+@example(
+    commands=["G1 X10 Y20 F6000"] * 12,
+    faults={
+        "checksum": 0.05,
+        "resend": 0.1,
+        "lost_ok": 0.02,
+        "resend_without_ok": 0.1,
+        "duplicate_resend": 0.1,
+    },
+    seed=35440800,
+    window=2,
 )
 def test_against_the_virtual_firmware_with_faults_every_line_runs_once_in_order(
     commands: list[str], faults: dict[str, float], seed: int, window: int

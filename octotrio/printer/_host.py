@@ -50,6 +50,8 @@ _KILL_MARKER = "kill() called"
 _TOOL_CHANGE = re.compile(r"T(\d+)\b")
 _LINE_NUMBER_RESET = re.compile(r"M110\s+N(\d+)\b")
 _GCODE = re.compile(r"[GMT]\d+", re.IGNORECASE)
+# §11.4: the error naming the line the firmware got when it expected another.
+_OUT_OF_ORDER = re.compile(r"expected line (\d+) got (\d+)", re.IGNORECASE)
 
 
 def command_code(command: str) -> str:
@@ -169,8 +171,17 @@ class MarlinHost:
         # The line a replay was about to send again when the last resend-kind Error: line arrived:
         # the request that follows that error cannot be about the replayed copy (§3 rule 1).
         self._error_before_replay: int | None = None
+        # The line of an extra copy the firmware got after it had accepted that line already
+        # ("expected line n got m", m < n), when the last resend-kind Error: line said so.
+        self._old_copy: int | None = None
         self._after_resend = False
         self._resend_ok_deadline: float | None = None
+        # The text of the last resend-kind Error: line, and of the one the request that still owes
+        # its ok followed. The same error again before that ok is the firmware repeating itself
+        # (§3 rule 1), and so is the Resend: after it while ``_repeated_error``.
+        self._last_resend_error: str | None = None
+        self._resend_error: str | None = None
+        self._repeated_error = False
         self._consecutive_timeouts = 0
         self._firmware_seen = False
         self._report: _PendingReport | None = None
@@ -212,6 +223,8 @@ class MarlinHost:
         """
         self._in_flight.clear()
         self._resend_ok_deadline = None
+        self._resend_error = None
+        self._repeated_error = False
         self._priority.clear()
         self._priority.append((self._reset_line_numbers(0, "M110 N0"), "M110"))
 
@@ -287,12 +300,19 @@ class MarlinHost:
         if self._pending_error and not fatal:
             results.append(FatalError(" - ".join(self._pending_error)))
             self._pending_error.clear()
-        if self._resend_ok_deadline is not None and not isinstance(parsed, Ok):
+        repeated = self._resend_ok_deadline is not None and (
+            (isinstance(parsed, ErrorLine) and parsed.text == self._resend_error)
+            or (isinstance(parsed, ResendRequest) and self._repeated_error)
+        )
+        if self._resend_ok_deadline is not None and not isinstance(parsed, Ok) and not repeated:
             # §3 rule 4 (detect): anything but an ok after a resend request means its ok is missing.
+            # Not so a repetition of the request (§3 rule 1): its ok is still to come, once.
             self._simulate_resend_ok()
         match parsed:
             case Ok():
                 self._resend_ok_deadline = None
+                self._resend_error = None
+                self._repeated_error = False
                 if not self._after_resend:
                     # A plain ok: the firmware accepted a line, so it is past any stale request.
                     self._unconfirmed = None
@@ -314,15 +334,24 @@ class MarlinHost:
             case ErrorLine(text) if classify_error(text) is ErrorKind.RECOVERABLE:
                 # §9: recoverable communication error: no resend request follows, simulate an ok.
                 self._acknowledge()
+            case ErrorLine(text) if classify_error(text) is ErrorKind.RESEND and repeated:
+                self._repeated_error = True
             case ErrorLine(text) if classify_error(text) is ErrorKind.RESEND:
+                self._last_resend_error = text
                 replay = self._replay
                 pending = replay is not None and not replay.requested_line_sent
                 self._error_before_replay = replay.requested if replay is not None and pending else None
+                out_of_order = _OUT_OF_ORDER.search(text)
+                self._old_copy = int(out_of_order.group(2)) if out_of_order is not None else None
+            case ResendRequest() if repeated:
+                self._repeated_error = False
             case ResendRequest(number):
+                self._resend_error, self._last_resend_error = self._last_resend_error, None
                 self._after_resend = True
                 error_before_replay, self._error_before_replay = self._error_before_replay, None
+                old_copy, self._old_copy = self._old_copy, None
                 self._resend_ok_deadline = now + RESEND_OK_TIMEOUT
-                self._request_resend(number, error_before_replay=error_before_replay)
+                self._request_resend(number, error_before_replay=error_before_replay, old_copy=old_copy)
             case FirmwareData(name, data):
                 self._firmware_seen = True
                 self._report = _PendingReport(name, data)
@@ -380,6 +409,8 @@ class MarlinHost:
     def _simulate_resend_ok(self) -> None:
         # As the ok after a resend request would: it says nothing about stale requests.
         self._resend_ok_deadline = None
+        self._resend_error = None
+        self._repeated_error = False
         self._after_resend = False
         self._acknowledge()
 
@@ -387,9 +418,15 @@ class MarlinHost:
         if self._in_flight:
             self._in_flight.popleft()
 
-    def _request_resend(self, number: int, *, error_before_replay: int | None) -> None:
+    def _request_resend(self, number: int, *, error_before_replay: int | None, old_copy: int | None) -> None:
         # §3 rule 1: a request for a line not sent yet is ignored ...
         if number >= self._next_number:
+            return
+        # ... and so is one drawn by a superfluous copy of a line the firmware had accepted already
+        # (a replay acted on a stale request): it says nothing went wrong, and the lines after that
+        # copy, <n> among them, were sent after it (every replay runs to the newest line) unless a
+        # request for a later line superseded them, which shows <n> arrived.
+        if old_copy is not None and old_copy < number:
             return
         # ... and so is a duplicate caused by the same error: the replay it asks for is already
         # under way and has not yet sent the requested line again.
@@ -474,6 +511,8 @@ class MarlinHost:
         self._stale_requests = 0
         self._unconfirmed = None
         self._error_before_replay = None
+        self._old_copy = None
+        self._last_resend_error = None
         self._next_number = number + 1
         return self._number(number, command)
 
