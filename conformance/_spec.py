@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import tomllib
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -62,10 +61,6 @@ def load_requirements() -> tuple[Requirement, ...]:
     with (SPEC_DIR / "requirements.toml").open("rb") as file:
         data = tomllib.load(file)
     return tuple(Requirement(**entry) for entry in data["requirement"])
-
-
-def requirements_by_id() -> Mapping[str, Requirement]:
-    return {requirement.id: requirement for requirement in load_requirements()}
 
 
 @cache

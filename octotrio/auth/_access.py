@@ -241,6 +241,3 @@ class AccessControl:
         if session is not None and listener in session.listeners:
             session.listeners.remove(listener)
             session.last_used = now
-
-    def session_count(self) -> int:
-        return len(self._sessions)

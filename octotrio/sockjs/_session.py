@@ -28,6 +28,7 @@ import enum
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from ._frames import HEARTBEAT_FRAME, OPEN_FRAME, encode_close, encode_messages
 
@@ -68,14 +69,19 @@ class SessionState(enum.Enum):
 class Frame:
     """A server → client frame as a transport sees it.
 
-    ``text`` is the SockJS encoding (``o``, ``h``, ``a[...]``, ``c[...]``: ASCII, J1);
-    ``messages`` the values of an ``a`` frame and ``close`` the code and reason of a ``c`` frame,
-    for transports without SockJS framing (the raw websocket, U5).
+    ``text`` is the SockJS encoding (``o``, ``h``, ``a[...]``, ``c[...]``: ASCII, J1), computed
+    on first use, so a transport without SockJS framing (the raw websocket, U5) never pays for
+    it; it uses ``messages``, the values of an ``a`` frame, and ``close``, the code and reason of
+    a ``c`` frame.
     """
 
-    text: str
+    literal: str = ""
     messages: tuple[str, ...] = ()
     close: tuple[int, str] | None = None
+
+    @cached_property
+    def text(self) -> str:
+        return encode_messages(self.messages) if self.messages else self.literal
 
 
 OPEN = Frame(OPEN_FRAME)
@@ -216,7 +222,7 @@ class Session:
             frame = OPEN
         elif self._queue:
             messages = tuple(self._queue)
-            frame = Frame(encode_messages(messages), messages=messages)
+            frame = Frame(messages=messages)
             self._queue.clear()
             self._queued_bytes = 0
         elif self.state is SessionState.CLOSING:
