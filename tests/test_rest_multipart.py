@@ -150,10 +150,12 @@ def test_part_headers_are_bounded_even_when_they_never_end() -> None:
     parser = MultipartParser("x")
     parser.receive_data(b"--x\r\nContent-Disposition: form-data; name=a; filler=")
     assert parser.next_event() is None
+    for _ in range(MAX_PART_HEAD_BYTES // 1024 - 1):
+        parser.receive_data(b"y" * 1024)
+        assert parser.next_event() is None
+    parser.receive_data(b"y" * 1024)
     with pytest.raises(MultipartError, match="no end of headers"):
-        for _ in range(MAX_PART_HEAD_BYTES // 1024 + 1):
-            parser.receive_data(b"y" * 1024)
-            assert parser.next_event() is None
+        parser.next_event()
 
 
 def test_a_large_part_is_handed_out_in_pieces_as_it_arrives() -> None:
