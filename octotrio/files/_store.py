@@ -107,15 +107,12 @@ class Upload:
         self._buffer = bytearray()
         self._analyzer = GcodeAnalyzer()
         self._committed = False
-        self.size = 0
-        """Bytes written so far."""
 
     async def write(self, data: bytes) -> None:
         """Append ``data``; it reaches the disk in batches of :data:`WRITE_BUFFER_BYTES`.
 
         On cancellation a batch being written completes first (worker threads are not abandoned)."""
         self._buffer += data
-        self.size += len(data)
         if len(self._buffer) >= WRITE_BUFFER_BYTES:
             await trio.to_thread.run_sync(self._flush)
 

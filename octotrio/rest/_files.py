@@ -12,12 +12,14 @@ more than a chunk of a file in memory.
 from __future__ import annotations
 
 import email.utils
+from collections.abc import Mapping
 from functools import partial
 from urllib.parse import quote, unquote
 
 from octotrio.files import (
     InvalidPath,
     StoredFile,
+    StoredFileReader,
     StoredFolder,
     Upload,
     is_gcode_name,
@@ -97,20 +99,24 @@ async def get_files(services: RestServices, call: Call) -> object:
     return {"files": [_entry(call, entry) for entry in entries], "free": free, "total": total}
 
 
-def _path_param(call: Call) -> str:
+def _not_found(path: str) -> ApiError:
+    return ApiError(404, f"File not found on 'local': {path}")
+
+
+def _path_param(path_params: Mapping[str, str]) -> str:
     """The ``<path>`` of the URL, percent-decoded and validated (404 for a path that cannot exist)."""
-    path = unquote(call.path_params["path"])
+    path = unquote(path_params["path"])
     try:
         return validate_file_path(path)
     except InvalidPath:
-        raise ApiError(404, f"File not found on 'local': {path}") from None
+        raise _not_found(path) from None
 
 
 async def _existing(services: RestServices, call: Call) -> StoredFile:
-    path = _path_param(call)
+    path = _path_param(call.path_params)
     stored = await services.files.get(path)
     if stored is None:
-        raise ApiError(404, f"File not found on 'local': {path}")
+        raise _not_found(path)
     return stored
 
 
@@ -237,56 +243,55 @@ async def delete_file(services: RestServices, call: Call) -> object:
     try:
         await services.files.remove(stored.path)
     except FileNotFoundError:
-        raise ApiError(404, f"File not found on 'local': {stored.path}") from None
+        raise _not_found(stored.path) from None
     services.feed.submit(FileRemoved(stored.path, stored.name))
     return None
 
 
-async def _send_file(services: RestServices, exchange: HttpExchange, path: str) -> None:
-    """Answer with the file at ``path``, streamed from disk (only its headers for HEAD), with
-    OctoPrint's download headers; 404 when there is no such file."""
-    try:
-        reader = await services.files.open_file(path)
-    except FileNotFoundError:
-        await send_json(exchange, 404, {"error": f"File not found on 'local': {path}"})
-        return
-    async with reader:
-        name = quote(path.rsplit("/", 1)[-1])
-        headers = [
-            ("Content-Type", DOWNLOAD_CONTENT_TYPE),
-            ("Content-Length", str(reader.size)),
-            ("Content-Disposition", f"attachment; filename=\"{name}\"; filename*=UTF-8''{name}"),
-            ("Last-Modified", email.utils.formatdate(reader.mtime, usegmt=True)),
-            ("Cache-Control", "max-age=0, must-revalidate, private"),
-            ("Expires", "-1"),
-            ("X-Original-Content-Length", str(reader.size)),
-        ]
-        await exchange.start_response(200, headers)
-        remaining = reader.size if exchange.request.method != "HEAD" else 0
-        while remaining > 0:
-            chunk = await reader.read(min(DOWNLOAD_CHUNK_BYTES, remaining))
-            if not chunk:
-                # Uploads replace files by renaming; only an edit in place can shrink one.
-                raise RuntimeError(f"{path} shrank while it was being sent")
-            await exchange.send_chunk(chunk)
-            remaining -= len(chunk)
-        await exchange.end_response()
+async def _send_file(exchange: HttpExchange, path: str, reader: StoredFileReader) -> None:
+    """Answer with the file ``reader`` reads, streamed from disk (only its headers for HEAD),
+    with OctoPrint's download headers."""
+    name = quote(path.rsplit("/", 1)[-1])
+    headers = [
+        ("Content-Type", DOWNLOAD_CONTENT_TYPE),
+        ("Content-Length", str(reader.size)),
+        ("Content-Disposition", f"attachment; filename=\"{name}\"; filename*=UTF-8''{name}"),
+        ("Last-Modified", email.utils.formatdate(reader.mtime, usegmt=True)),
+        ("Cache-Control", "max-age=0, must-revalidate, private"),
+        ("Expires", "-1"),
+        ("X-Original-Content-Length", str(reader.size)),
+    ]
+    await exchange.start_response(200, headers)
+    remaining = reader.size if exchange.request.method != "HEAD" else 0
+    while remaining > 0:
+        chunk = await reader.read(min(DOWNLOAD_CHUNK_BYTES, remaining))
+        if not chunk:
+            # Uploads replace files by renaming; only an edit in place can shrink one.
+            raise RuntimeError(f"{path} shrank while it was being sent")
+        await exchange.send_chunk(chunk)
+        remaining -= len(chunk)
+    await exchange.end_response()
 
 
 def download_handler(authenticator: Authenticator, services: RestServices) -> Handler:
     """``GET``/``HEAD /downloads/files/local/<path>``: needs ``FILES_DOWNLOAD``, with the same
-    credentials as the REST API (API key or login session), as OctoPrint."""
+    credentials as the REST API (API key or login session), as OctoPrint; 404 ``{"error": ...}``
+    for a path that is not a file in the data directory."""
 
     async def handle(exchange: HttpExchange) -> None:
         if await authorize(authenticator, exchange, ("FILES_DOWNLOAD",)) is None:
             return
-        path = unquote(exchange.path_params["path"])
         try:
-            path = validate_file_path(path)
-        except InvalidPath:
-            await send_json(exchange, 404, {"error": f"File not found on 'local': {path}"})
+            path = _path_param(exchange.path_params)
+            try:
+                reader = await services.files.open_file(path)
+            except FileNotFoundError:
+                raise _not_found(path) from None
+        except ApiError as error:
+            await send_json(exchange, error.status, {"error": error.message})
             return
-        await _send_file(services, exchange, path)
+        async with reader:
+            await _send_file(exchange, path, reader)
 
     return handle
 
