@@ -141,7 +141,7 @@ async def _receive_form(
 ) -> tuple[dict[str, str], str | None]:
     """Read the whole form from ``body``: ``(fields, file name)``.
 
-    The first part of each name counts (as OctoPrint, later ones are ignored). A ``file`` part
+    The first part of each name counts; later ones are dropped. A ``file`` part
     with a file name streams into ``upload``; its file name is returned (None without one).
     Every other part is a field, kept as text up to :data:`MAX_FIELD_BYTES`.
     """
