@@ -16,6 +16,7 @@ import trio.testing
 
 from octotrio.http import ClientGone, HttpExchange, HttpServer, Router, serve_http
 from octotrio.http._body import BODY_RECEIVE_BYTES
+from octotrio.http._server import REQUEST_TIMEOUT
 from octotrio.sockjs import SockJSConnection
 
 from .test_http_routes import next_event
@@ -225,3 +226,16 @@ async def test_malformed_chunked_framing_gets_400(server: HttpServer) -> None:
         response = await next_event(client, stream)
     assert isinstance(response, h11.Response)
     assert response.status_code == 400
+
+
+async def test_a_client_silent_mid_body_is_dropped_after_the_request_timeout(
+    mock_clock: trio.testing.MockClock, server: HttpServer, recorder: Recorder
+) -> None:
+    mock_clock.autojump_threshold = 0.05  # real sockets: jump only once loopback has gone quiet
+    async with await trio.open_tcp_stream("127.0.0.1", server.port) as stream:
+        head = b"POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n"
+        await stream.send_all(head + b"x" * 1000)
+        sent_at = trio.current_time()
+        assert await stream.receive_some(4096) == b""  # closed, without an answer
+    assert trio.current_time() - sent_at >= REQUEST_TIMEOUT
+    assert recorder.handler_saw == ["client gone"]

@@ -16,6 +16,7 @@ import trio
 
 from octotrio.app import RunningServer, ServerConfig, run
 from octotrio.files._store import TEMP_PREFIX
+from octotrio.rest._files import MAX_FIELD_BYTES
 from octotrio.virtual import FirmwareOptions
 
 from .test_end_to_end import API_KEY
@@ -164,6 +165,19 @@ async def test_a_chunked_upload_with_fields_after_the_file_downloads_byte_for_by
     assert head.status_code == 200
     assert head.content == b""
     assert head.headers["content-length"] == str(len(gcode))
+
+
+async def test_a_form_field_too_big_to_keep_gets_400_and_nothing_is_stored(
+    http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    response = await http.post(
+        "/api/files/local",
+        content=chunked(multipart({}, b"G28\n", {"userdata": "x" * (MAX_FIELD_BYTES + 1)})),
+        headers=MULTIPART_TYPE,
+    )
+    assert response.status_code == 400
+    assert response.json() == {"error": f"A form field is larger than {MAX_FIELD_BYTES} bytes"}
+    assert os.listdir(tmp_path / "data") == []
 
 
 async def test_downloads_refuse_missing_files_escapes_and_callers_without_credentials(
