@@ -25,9 +25,9 @@ small enough to be the whole of what one connection buffers."""
 
 
 class RequestBodyError(Exception):
-    """The request body cannot be taken; answer ``status`` with ``message``, then close the
-    connection (the rest of the body is unread): 413 over the route's limit, 400 malformed
-    framing (bad chunked encoding)."""
+    """The request body cannot be taken; answer ``status`` with ``message``: 413 over the route's
+    limit, 400 malformed framing (bad chunked encoding). The connection closes after the answer
+    unless the body had been read to its end anyway (only just over the limit)."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
