@@ -38,8 +38,9 @@ PRINTER_EVENT_BUFFER = 256
 serial port's own buffer absorbs the burst; the aggregator does little work per event."""
 
 DEFAULT_MAX_UPLOAD_BYTES = 256 * 1024 * 1024
-"""Largest G-code upload: big prints are tens of MB. Uploads are read into memory whole, so this
-also bounds the memory one upload takes (``--max-upload-mb``)."""
+"""Largest G-code upload: big prints are tens of MB. Uploads stream to disk holding a few hundred
+KiB of memory each, so this bounds the disk space one upload may fill, not memory
+(``--max-upload-mb``)."""
 
 SHUTDOWN_GRACE = 2.0
 """Seconds clients get to receive their close frames on shutdown before they are dropped."""

@@ -71,7 +71,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "--max-upload-mb",
         type=int,
         default=DEFAULT_MAX_UPLOAD_BYTES // (1024 * 1024),
-        help="largest G-code upload in MiB; uploads are held in memory while they arrive (default 256)",
+        help="largest G-code upload in MiB (the whole request body); uploads stream to disk, so this "
+        "bounds disk use, not memory (default 256)",
     )
 
     config_argument(serve)

@@ -9,6 +9,8 @@ from ._paths import normalize_folder as normalize_folder
 from ._paths import validate_file_path as validate_file_path
 from ._store import FileStore as FileStore
 from ._store import StoredFile as StoredFile
+from ._store import StoredFileReader as StoredFileReader
 from ._store import StoredFolder as StoredFolder
+from ._store import Upload as Upload
 from ._store import open_file_store as open_file_store
 from ._store import temporary_file_store as temporary_file_store

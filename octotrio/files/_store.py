@@ -1,9 +1,11 @@
 """The data directory: uploaded G-code files, written atomically.
 
-Every write goes to a hidden temporary file in the destination's own folder, is flushed and
-``fsync``\\ ed, then renamed over the destination (``os.replace``, atomic on POSIX) and the folder
-is ``fsync``\\ ed: a reader sees the old file or the new one, never half of one, and a failed or
-interrupted upload leaves nothing behind (temporary files of a crash are removed at the next start).
+An upload streams into a hidden temporary file at the top of the data directory
+(:meth:`FileStore.receive_upload`), is flushed and ``fsync``\\ ed, then renamed over the destination
+(``os.replace``, atomic on POSIX: one file system) and the destination's folder is ``fsync``\\ ed:
+a reader sees the old file or the new one, never half of one, and a failed or interrupted upload
+leaves nothing behind (temporary files of a crash are removed at the next start). The destination
+is chosen only at the end, because a form may name it after the file's data.
 
 File-system calls run in worker threads (``trio.to_thread``) so a slow disk never stalls the
 event loop. They are not abandoned on cancellation: a save that started completes or rolls back
@@ -19,8 +21,9 @@ import tempfile
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import trio
 
@@ -38,6 +41,15 @@ MAX_LISTED_ENTRIES = 10_000
 
 READ_CHUNK_BYTES = 1 << 20
 """Bytes read at a time when analysing a stored file: fast, yet a bounded amount of memory."""
+
+ANALYSIS_PIECE_BYTES = 64 * 1024
+"""Bytes handed to the analysis at a time: it splits each piece into lines at once, and small
+pieces keep those short-lived lines few."""
+
+WRITE_BUFFER_BYTES = 256 * 1024
+"""Bytes an upload gathers before they go to disk (and to the analysis) in one worker-thread
+call: the most an upload holds in memory, yet only four thread hops per MiB (a hop costs well
+under a millisecond; writes reach the page cache, the one ``fsync`` is at the end)."""
 
 
 @dataclass(frozen=True)
@@ -68,25 +80,6 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def _write_atomically(target: Path, data: bytes) -> os.stat_result:
-    """Write ``data`` to ``target`` through a temporary file and a rename; nothing is left on failure."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as temp:
-            temp.write(data)
-            temp.flush()
-            os.fsync(temp.fileno())
-        os.chmod(temp_name, 0o644)
-        os.replace(temp_name, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_name)
-        raise
-    _fsync_directory(target.parent)
-    return target.stat()
-
-
 def _analyse_file(target: Path) -> dict[str, Any]:
     analyzer = GcodeAnalyzer()
     with target.open("rb") as file:
@@ -101,6 +94,85 @@ def _remove_stale_temporaries(root: Path) -> None:
             temp.unlink()
 
 
+class Upload:
+    """A file on its way into the store; get one from :meth:`FileStore.receive_upload`.
+
+    :meth:`write` the data as it arrives, then :meth:`commit` it to its path. Until then it is
+    a hidden temporary file that no listing shows and that is removed if the upload fails.
+    """
+
+    def __init__(self, store: FileStore, file: BinaryIO, temp_path: Path) -> None:
+        self._store = store
+        self._file = file
+        self._temp_path = temp_path
+        self._buffer = bytearray()
+        self._analyzer = GcodeAnalyzer()
+        self._committed = False
+
+    async def write(self, data: bytes) -> None:
+        """Append ``data``; it reaches the disk in batches of :data:`WRITE_BUFFER_BYTES`.
+
+        On cancellation a batch being written completes first (worker threads are not abandoned)."""
+        self._buffer += data
+        if len(self._buffer) >= WRITE_BUFFER_BYTES:
+            await trio.to_thread.run_sync(self._flush)
+
+    async def commit(self, path: str) -> StoredFile:
+        """Make the upload the file at ``path`` (replacing any file there), analysed; the rename
+        runs to its end even if the caller is cancelled meanwhile."""
+        target = self._store.local_path(path)
+
+        def finish() -> tuple[os.stat_result, dict[str, Any]]:
+            self._flush()
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.chmod(self._temp_path, 0o644)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self._temp_path, target)
+            self._committed = True
+            _fsync_directory(target.parent)
+            return target.stat(), self._analyzer.result()
+
+        stat, analysis = await trio.to_thread.run_sync(finish)
+        return self._store._remember(path, stat, analysis)
+
+    def _flush(self) -> None:
+        data, self._buffer = self._buffer, bytearray()
+        self._file.write(data)
+        with memoryview(data) as view:
+            for start in range(0, len(view), ANALYSIS_PIECE_BYTES):
+                self._analyzer.feed(bytes(view[start : start + ANALYSIS_PIECE_BYTES]))
+
+    def _discard(self) -> None:
+        self._file.close()
+        if not self._committed:
+            with contextlib.suppress(FileNotFoundError):
+                self._temp_path.unlink()
+
+
+class StoredFileReader:
+    """A stored file open for reading, from :meth:`FileStore.open_file`; use it as an async
+    context manager (``async with reader:``), which closes it."""
+
+    def __init__(self, file: BinaryIO, stat: os.stat_result) -> None:
+        self._file = file
+        self.size = stat.st_size
+        """Bytes in the file when it was opened."""
+        self.mtime = stat.st_mtime
+        """Its modification time (seconds since the epoch)."""
+
+    async def read(self, max_bytes: int) -> bytes:
+        """Up to ``max_bytes`` more of the file, read in a worker thread; ``b""`` at its end."""
+        return await trio.to_thread.run_sync(self._file.read, max_bytes)
+
+    async def __aenter__(self) -> StoredFileReader:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._file.close()
+
+
 class FileStore:
     """The ``local`` storage: G-code files under ``root``. Open one with :func:`open_file_store`."""
 
@@ -112,17 +184,44 @@ class FileStore:
         """Where file ``path`` lives on disk (``path`` is validated: it cannot leave ``root``)."""
         return self.root / validate_file_path(path)
 
+    @contextlib.asynccontextmanager
+    async def receive_upload(self) -> AsyncIterator[Upload]:
+        """An :class:`Upload` to stream a file into; commit it before the block ends, or it is
+        removed on the way out (on an error or a cancellation too: the removal is shielded)."""
+        fd, temp_name = await trio.to_thread.run_sync(
+            partial(tempfile.mkstemp, dir=self.root, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
+        )
+        upload = Upload(self, os.fdopen(fd, "wb"), Path(temp_name))
+        try:
+            yield upload
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(upload._discard)
+
     async def save(self, path: str, data: bytes) -> StoredFile:
         """Store ``data`` as ``path`` atomically (replacing any file there) and analyse it."""
+        async with self.receive_upload() as upload:
+            await upload.write(data)
+            return await upload.commit(path)
+
+    async def open_file(self, path: str) -> StoredFileReader:
+        """The file at ``path``, open for reading (close it: ``async with``); ``FileNotFoundError``
+        when there is no such file in the data directory (a symbolic link out of it counts as
+        none). A file replaced while it is read stays the one opened: uploads replace files by
+        renaming, never in place."""
         target = self.local_path(path)
 
-        def write_and_analyse() -> tuple[os.stat_result, dict[str, Any]]:
-            analyzer = GcodeAnalyzer()
-            analyzer.feed(data)
-            return _write_atomically(target, data), analyzer.result()
+        def open_regular_file() -> StoredFileReader:
+            # is_file first: opening a FIFO would block until someone writes to it.
+            if not target.is_file() or not target.resolve().is_relative_to(self.root.resolve()):
+                raise FileNotFoundError(path)
+            file = target.open("rb")
+            return StoredFileReader(file, os.fstat(file.fileno()))
 
-        stat, analysis = await trio.to_thread.run_sync(write_and_analyse)
-        return self._remember(path, stat, analysis)
+        try:
+            return await trio.to_thread.run_sync(open_regular_file)
+        except (NotADirectoryError, IsADirectoryError):
+            raise FileNotFoundError(path) from None
 
     async def get(self, path: str) -> StoredFile | None:
         """The file at ``path`` (with its analysis when already known), or None."""

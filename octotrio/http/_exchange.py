@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import h11
 import trio
 
 from ._request import Request
 from ._websocket import HandshakeRefusal, WebSocket, websocket_handshake
+
+if TYPE_CHECKING:
+    from ._body import RequestBody
 
 # Statuses whose responses never carry a body, hence no Content-Length (P1).
 _BODILESS_STATUSES = frozenset({204, 304})
@@ -22,7 +26,8 @@ most. Beyond them the client is no longer read until the response is over, so TC
 
 
 class ClientGone(Exception):
-    """The client stopped taking bytes (write timeout) or closed the connection mid-response."""
+    """The client stopped taking bytes (write timeout), stopped sending its request body (read
+    timeout) or closed the connection mid-request or mid-response."""
 
 
 async def send_bytes(stream: trio.abc.Stream, data: bytes, *, write_timeout: float) -> None:
@@ -65,6 +70,9 @@ class HttpExchange:
     A handler either calls :meth:`respond` or, for an upgrade, :meth:`accept_websocket` and then
     owns the connection until it returns. Writes are bounded by the server's write timeout and
     raise :class:`ClientGone` when it expires; the server then drops the connection.
+
+    On a route added with ``stream_body=True`` the handler reads the body from :attr:`body`
+    before it answers; an answer given before the body was read to the end closes the connection.
     """
 
     def __init__(
@@ -72,6 +80,7 @@ class HttpExchange:
         connection: h11.Connection,
         stream: trio.abc.Stream,
         request: Request,
+        body: RequestBody,
         path_params: Mapping[str, str],
         *,
         remote_address: str,
@@ -81,6 +90,9 @@ class HttpExchange:
         self._connection = connection
         self._stream = stream
         self.request = request
+        self.body = body
+        """The request body as a stream of chunks; already taken whole (into ``request.body``)
+        unless the route streams its body."""
         self.path_params = path_params
         """Named groups of the route pattern that matched the path."""
         self.remote_address = remote_address
@@ -93,24 +105,27 @@ class HttpExchange:
 
     async def respond(self, status: int, headers: Sequence[tuple[str, str]] = (), body: bytes = b"") -> None:
         """Send a complete response. ``Content-Length`` is added (except for 204 and 304, P1);
-        ``Connection: close`` too when the server is shutting down."""
+        ``Connection: close`` too when the server is shutting down or the request body was not
+        read to the end."""
         self.responded = True
-        data = encode_response(self._connection, status, headers, body, keep_alive=self._keep_alive)
+        data = encode_response(self._connection, status, headers, body, keep_alive=self._reusable())
         await send_bytes(self._stream, data, write_timeout=self.write_timeout)
 
     async def start_response(self, status: int, headers: Sequence[tuple[str, str]] = ()) -> None:
-        """Start a streamed response: no ``Content-Length``; h11 makes it chunked for HTTP/1.1
-        (P4) and, for HTTP/1.0, raw bytes ended by closing the connection (P3). Follow with
+        """Start a streamed response. Without a ``Content-Length`` in ``headers`` h11 makes it
+        chunked for HTTP/1.1 (P4) and, for HTTP/1.0, raw bytes ended by closing the connection
+        (P3); with one, send exactly that many bytes (none for a HEAD request). Follow with
         :meth:`send_chunk` and :meth:`end_response`."""
         self.responded = True
         all_headers = list(headers)
-        if not self._keep_alive:
+        if not self._reusable():
             all_headers.append(("Connection", "close"))
         data = self._connection.send(h11.Response(status_code=status, headers=all_headers)) or b""
         await send_bytes(self._stream, data, write_timeout=self.write_timeout)
 
     async def send_chunk(self, data: bytes) -> None:
-        """Send one chunk of a streamed response, as one HTTP chunk (P2: one frame, one chunk)."""
+        """Send one chunk of a streamed response, as one HTTP chunk (P2: one frame, one chunk)
+        when the response is chunked."""
         await send_bytes(
             self._stream, self._connection.send(h11.Data(data=data)) or b"", write_timeout=self.write_timeout
         )
@@ -172,6 +187,9 @@ class HttpExchange:
         )
         received, _ = self._connection.trailing_data
         return self.request.body + received
+
+    def _reusable(self) -> bool:
+        return self._keep_alive and self.body.at_end()
 
     @property
     def stream(self) -> trio.abc.Stream:

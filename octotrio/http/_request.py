@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Request:
-    """A complete HTTP request: head and body.
+    """An HTTP request: its head, and its body unless the route streams the body (then ``body``
+    is empty and the handler reads ``HttpExchange.body``).
 
     ``path`` is the target without its query string, exactly as sent (not percent-decoded:
     SockJS session ids such as ``abcdefgh_i-j%20`` are opaque, U4); ``query`` is what followed

@@ -32,10 +32,21 @@ async def _method_not_allowed(exchange: HttpExchange, *, allow: str) -> None:
 
 
 @dataclass(frozen=True)
+class BodyRules:
+    """How the server takes the body of a request to one route."""
+
+    max_bytes: int = DEFAULT_MAX_BODY_BYTES
+    """Largest body accepted; bigger ones are answered 413."""
+    streamed: bool = False
+    """False: the server reads the body whole into ``Request.body`` before the handler runs.
+    True: the handler reads it from ``HttpExchange.body`` as it goes."""
+
+
+@dataclass(frozen=True)
 class _Route:
     pattern: re.Pattern[str]
     handlers: Mapping[str, Handler]
-    max_body_bytes: int
+    body_rules: BodyRules
 
 
 class Router:
@@ -55,21 +66,25 @@ class Router:
         handlers: Mapping[str, Handler],
         *,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        stream_body: bool = False,
     ) -> None:
         """Route paths that fully match ``path_pattern`` to ``handlers`` by method (``"GET"``...).
 
         Escape literal parts with :func:`re.escape`; the path is the raw one, before
         percent-decoding and without the query string. Requests with a body over
-        ``max_body_bytes`` are answered 413 before any handler runs.
+        ``max_body_bytes`` are answered 413: before any handler runs, or, with ``stream_body``
+        (for uploads: the body is never whole in memory), when the handler reading
+        ``exchange.body`` gets that far (:class:`~octotrio.http.RequestBodyError`).
         """
-        self._routes.append(_Route(re.compile(path_pattern), dict(handlers), max_body_bytes))
+        rules = BodyRules(max_body_bytes, stream_body)
+        self._routes.append(_Route(re.compile(path_pattern), dict(handlers), rules))
 
-    def max_body_bytes(self, path: str) -> int:
-        """The body limit of the route for ``path`` (the default when no route matches)."""
+    def body_rules(self, path: str) -> BodyRules:
+        """How to take the body of a request for ``path`` (the defaults when no route matches)."""
         for route in self._routes:
             if route.pattern.fullmatch(path):
-                return route.max_body_bytes
-        return DEFAULT_MAX_BODY_BYTES
+                return route.body_rules
+        return BodyRules()
 
     def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
         """The handler for ``method`` and ``path`` and the path parameters it gets."""

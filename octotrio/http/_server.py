@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 
 import h11
 import trio
@@ -19,6 +20,7 @@ from octotrio.sockjs import (
     sockjs_test_services,
 )
 
+from ._body import RequestBody, RequestBodyError, receive_event
 from ._exchange import RECEIVE_BUFFER_BYTES, ClientGone, HttpExchange, encode_response, send_bytes
 from ._request import Request
 from ._router import Router
@@ -39,6 +41,11 @@ ready for it: closes idle keep-alive connections and clients that send too slowl
 
 MAX_REQUEST_HEAD_BYTES = 16 * 1024
 """Largest request line plus headers accepted (h11's default); browsers send well under 8 KiB."""
+
+LINGER_TIMEOUT = 2.0
+"""Seconds a connection is drained after an answer that left its request body unread (a 413, a
+refused upload), so that the client gets to read that answer; long enough for a client to notice
+the answer and stop, short enough that a client which keeps sending costs little."""
 
 
 class _ConnectionTracker:
@@ -172,14 +179,16 @@ class HttpServer:
     async def _serve_requests(self, stream: trio.SocketStream, remote_address: str) -> None:
         connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES)
         while True:
-            request = await self._read_request(connection, stream)
-            if request is None:
+            received = await self._read_request(connection, stream)
+            if received is None:
                 return
+            request, body = received
             handler, path_params = self._router.resolve(request.method, request.path)
             exchange = HttpExchange(
                 connection,
                 stream,
                 request,
+                body,
                 path_params,
                 remote_address=remote_address,
                 write_timeout=self._write_timeout,
@@ -191,50 +200,57 @@ class HttpServer:
                     raise RuntimeError(f"{request.method} {request.path}: handler sent no response")
             except ClientGone:
                 raise  # nobody left to answer
+            except RequestBodyError as error:
+                if not exchange.responded:
+                    await self._answer_error(connection, stream, error.status, error.message)
             except Exception:
                 if not exchange.responded:
                     await exchange.respond(
                         500, [("Content-Type", "text/plain; charset=UTF-8")], b"Internal server error.\n"
                     )
                 raise
-            if exchange.upgraded or connection.our_state is not h11.DONE:
-                return  # the other protocol is over, or h11 decided the connection must close
+            if exchange.upgraded:
+                return  # the other protocol is over
+            if not body.at_end():
+                await _close_unread(stream)
+                return
+            if connection.our_state is not h11.DONE:
+                return  # h11 decided the connection must close
             connection.start_next_cycle()
 
-    async def _read_request(self, connection: h11.Connection, stream: trio.SocketStream) -> Request | None:
-        """Read the next complete request (head and body), or None when the connection should
-        close: the client closed it, timed out, sent garbage (answered 400) or too big a body
-        (answered 413), or the server is shutting down."""
+    async def _read_request(
+        self, connection: h11.Connection, stream: trio.SocketStream
+    ) -> tuple[Request, RequestBody] | None:
+        """Read the next request: its head, and its body too unless its route streams it. None
+        when the connection should close: the client closed it, timed out, sent garbage
+        (answered 400) or too big a body (answered 413), or the server is shutting down."""
         with self._tracker.waiting_for_request(REQUEST_TIMEOUT):
             try:
-                head = await self._next_event(connection, stream)
+                head = await receive_event(connection, stream)
                 if not isinstance(head, h11.Request):
                     return None  # h11.ConnectionClosed: the client is done
                 target = head.target.decode("latin-1")  # h11 lets obs-text through
-                max_body_bytes = self._router.max_body_bytes(target.partition("?")[0])
-                body = bytearray()
-                while not isinstance(event := await self._next_event(connection, stream), h11.EndOfMessage):
-                    if isinstance(event, h11.Data):
-                        body += event.data
-                        if len(body) > max_body_bytes:
-                            await self._answer_error(connection, stream, 413, "Request body too large.")
-                            return None
-                return Request.from_target(
-                    head.method.decode("latin-1"), target, tuple(head.headers), bytes(body)
+                request = Request.from_target(head.method.decode("latin-1"), target, tuple(head.headers), b"")
+                rules = self._router.body_rules(request.path)
+                body = RequestBody(
+                    connection,
+                    stream,
+                    head.headers,
+                    max_bytes=rules.max_bytes,
+                    read_timeout=REQUEST_TIMEOUT,
+                    write_timeout=self._write_timeout,
                 )
+                if not rules.streamed:
+                    request = replace(request, body=await body.read_all())
+                return request, body
             except h11.RemoteProtocolError as exc:
                 await self._answer_error(connection, stream, exc.error_status_hint, "Bad request.")
                 return None
+            except RequestBodyError as error:
+                await self._answer_error(connection, stream, error.status, error.message)
+                await _close_unread(stream)
+                return None
         return None
-
-    async def _next_event(self, connection: h11.Connection, stream: trio.SocketStream) -> object:
-        while (event := connection.next_event()) is h11.NEED_DATA:
-            try:
-                data = await stream.receive_some(RECEIVE_BUFFER_BYTES)
-            except trio.BrokenResourceError as exc:
-                raise ClientGone from exc
-            connection.receive_data(data)
-        return event
 
     async def _answer_error(
         self, connection: h11.Connection, stream: trio.SocketStream, status: int, message: str
@@ -244,6 +260,22 @@ class HttpServer:
         headers = [("Content-Type", "text/plain; charset=UTF-8")]
         data = encode_response(connection, status, headers, f"{message}\n".encode(), keep_alive=False)
         await send_bytes(stream, data, write_timeout=self._write_timeout)
+
+
+async def _close_unread(stream: trio.SocketStream) -> None:
+    """Close a connection whose request body was not read to the end, after its answer.
+
+    Closing a socket with unread bytes makes the kernel reset the connection, and a client still
+    sending its body may then lose the answer (a 413) before reading it; so stop sending, then
+    read and drop what still comes for up to :data:`LINGER_TIMEOUT` (RFC 9112 §9.6).
+    """
+    with trio.move_on_after(LINGER_TIMEOUT):
+        try:
+            await stream.send_eof()
+            while await stream.receive_some(RECEIVE_BUFFER_BYTES):
+                pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the client is gone already
 
 
 async def serve_http(

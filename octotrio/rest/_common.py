@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 from octotrio.auth import Principal as Principal
-from octotrio.http import Handler, HttpExchange, Request
+from octotrio.http import Handler, HttpExchange, Request, RequestBodyError
 
 log = logging.getLogger(__name__)
 
@@ -115,34 +115,50 @@ async def send_json(
     await exchange.respond(status, [JSON_CONTENT_TYPE, *headers], json.dumps(body).encode())
 
 
+async def authorize(
+    authenticator: Authenticator, exchange: HttpExchange, permissions: Collection[str]
+) -> Principal | None:
+    """The caller of ``exchange`` if they hold all of ``permissions``; otherwise the refusal has
+    been answered and the result is None.
+
+    Unauthenticated or unpermitted calls get 403 ``{"error": ...}`` (OctoPrint answers 403 for a
+    missing key; anonymous callers hold the guests group's permissions); an :class:`ApiError` from
+    the authenticator (a failed CSRF check) gets its status and ``{"error": message}``.
+    """
+    try:
+        principal = authenticator.authenticate(exchange.request)
+    except ApiError as error:
+        await send_json(exchange, error.status, {"error": error.message})
+        return None
+    if principal is None or (principal.anonymous and not all(map(principal.has, permissions))):
+        await send_json(exchange, 403, {"error": "You don't have the permission to access this resource"})
+        return None
+    missing = [p for p in permissions if not principal.has(p)]
+    if missing:
+        await send_json(exchange, 403, {"error": f"Missing permission: {', '.join(missing)}"})
+        return None
+    return principal
+
+
 def endpoint(
     authenticator: Authenticator, function: RestFunction, *, permissions: Collection[str] = ("STATUS",)
 ) -> Handler:
-    """An HTTP handler that authenticates, checks ``permissions`` (all needed), then runs ``function``.
+    """An HTTP handler that checks the caller holds ``permissions`` (:func:`authorize`), then runs
+    ``function``.
 
-    Unauthenticated or unpermitted calls get 403 ``{"error": ...}`` (OctoPrint answers 403 for a
-    missing key; anonymous callers hold the guests group's permissions). ``function`` returns the
-    JSON body for 200, or None for 204; an :class:`ApiError` (from the authenticator too, e.g.
-    a failed CSRF check) becomes its status and ``{"error": message}``.
+    ``function`` returns the JSON body for 200, or None for 204; an :class:`ApiError` becomes its
+    status and ``{"error": message}``, and so does a :class:`RequestBodyError` from reading a
+    streamed body (413 over the route's limit).
     """
 
     async def handle(exchange: HttpExchange) -> None:
-        try:
-            principal = authenticator.authenticate(exchange.request)
-        except ApiError as error:
-            await send_json(exchange, error.status, {"error": error.message})
-            return
-        if principal is None or (principal.anonymous and not all(map(principal.has, permissions))):
-            await send_json(exchange, 403, {"error": "You don't have the permission to access this resource"})
-            return
-        missing = [p for p in permissions if not principal.has(p)]
-        if missing:
-            await send_json(exchange, 403, {"error": f"Missing permission: {', '.join(missing)}"})
+        principal = await authorize(authenticator, exchange, permissions)
+        if principal is None:
             return
         call = Call(exchange, principal)
         try:
             result = await function(call)
-        except ApiError as error:
+        except (ApiError, RequestBodyError) as error:
             await send_json(exchange, error.status, {"error": error.message}, call.response_headers)
             return
         if result is None:
