@@ -73,8 +73,8 @@ def sample_payload(name: str) -> dict[str, Any]:
 )
 def test_flags_match_octoprint(state: CommState, sample: str) -> None:
     observed = sample_payload(sample)["state"]["flags"]
-    # octotrio has no SD card support yet, so sdReady is always false.
-    assert state_flags(state) == {**observed, "sdReady": False}
+    # OctoPrint's virtual printer has an SD card: sdReady is set once it said "SD card ok".
+    assert state_flags(state, sd_ready=observed["sdReady"]) == observed
 
 
 def test_offline_after_error_sets_the_error_flag_unlike_octoprint() -> None:

@@ -51,6 +51,9 @@ from ._events import (
     PrinterEvent,
     PrinterReset,
     Reading,
+    SdFileSelected,
+    SdFilesListed,
+    SdStateChanged,
     StateChanged,
     TemperatureReport,
     TerminalLine,
@@ -75,6 +78,18 @@ from ._protocol import (
     TemperatureLine,
     parse_position,
 )
+from ._sdcard import (
+    SD_STATUS_INTERVAL,
+    SD_STATUS_POLL,
+    SdCard,
+    SdDone,
+    SdListed,
+    SdOpened,
+    SdOpenFailed,
+    SdProgress,
+    SdReady,
+    SdStatusReporting,
+)
 
 # §4: the firmware prints its banner on open and may drop what arrives meanwhile; OctoPrint
 # repeats the hello until an ok comes back.
@@ -84,9 +99,9 @@ HELLO_INTERVAL = 2.0
 POLL_INTERVAL = 5.0
 POLL_INTERVAL_HEATING = 2.0
 HEATING_ABOVE = 25.0
-# §5: "with Cap:AUTOREPORT_TEMP:1 the host sends M155 S<2>"; AUTOREPORT_SD_STATUS → M27 S1.
+# §5: "with Cap:AUTOREPORT_TEMP:1 the host sends M155 S<2>". SD status reports are asked for
+# only while an SD print runs (``SdStatusReporting``).
 AUTOREPORT_COMMAND = "M155 S2"
-SD_AUTOREPORT_COMMAND = "M27 S1"
 # §8: with BUSY_PROTOCOL the host sends M113 S<communicationBusy - 1> and waits communicationBusy.
 BUSY_PROTOCOL_COMMAND = "M113 S2"
 # §10.3: communication timeout without an ok, and the shorter one with the busy protocol.
@@ -151,6 +166,30 @@ class _Job:
     reader_wakeup: trio.Event = field(default_factory=trio.Event)
     read_error: str | None = None
 
+    @property
+    def filepos(self) -> int:
+        return self.streamer.filepos
+
+
+@dataclass
+class _SdJob:
+    """A print the firmware runs from its SD card; the host only starts, pauses and follows it."""
+
+    file: JobFile
+    reporting: SdStatusReporting
+    started_at: float = 0.0
+    request: str | None = None
+    filepos: int = 0
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class _SdSelection:
+    """An ``M23`` on its way: who asked, and whether to print once the file is open."""
+
+    user: str | None
+    print_after: bool
+
 
 class PrinterLink:
     """One connection to a printer; ``nursery.start(run_printer_link, ...)`` returns it.
@@ -185,7 +224,10 @@ class PrinterLink:
         self._z = ZTracker()
         self._position = Position()
         self._position_for_job = False
-        self._job: _Job | None = None
+        self._job: _Job | _SdJob | None = None
+        self._sd = SdCard()
+        self._sd_selection: _SdSelection | None = None
+        self._sd_file: JobFile | None = None
         self._serve_scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
         self._stop: _Failure | None = None
@@ -299,6 +341,68 @@ class PrinterLink:
         """Start a paused job again from the beginning of its file: ``StateChanged(STARTING)``,
         ``JobStarted``, ``StateChanged(PRINTING)``."""
         self._request_job("restart", CommState.PAUSED)
+
+    # -- the SD card ---------------------------------------------------------------------------------
+
+    def select_sd_file(self, name: str, *, print_after: bool = False, user: str | None = None) -> None:
+        """Open ``name`` on the SD card for printing (``M23``); returns at once.
+
+        Once the firmware opened it: ``SdFileSelected`` (with ``user``), then with ``print_after``
+        the print starts as ``start_sd_print`` describes. A file the firmware cannot open gives
+        no event. Raises ``PrinterNotOperational`` unless operational, idle and with a card, else
+        as ``send_command``.
+        """
+        self._require_sd_idle()
+        self.send_command(f"M23 {name}")
+        self._sd_selection = _SdSelection(user, print_after)
+
+    def start_sd_print(self) -> None:
+        """Print the file selected on the SD card from its beginning (``M26 S0``, ``M24``).
+
+        Events: ``StateChanged(STARTING)``, ``JobStarted`` (origin ``sdcard``),
+        ``StateChanged(PRINTING)``, ``JobProgress`` as the firmware reports its position (``M27``,
+        autoreported or polled every second), and when the firmware says ``Done printing file``:
+        ``JobProgress`` at the end of the file, ``StateChanged(FINISHING)``, ``JobFinished``,
+        ``StateChanged(OPERATIONAL)``. ``pause``, ``resume``, ``cancel`` and ``restart`` work as
+        for a streamed job. Raises ``PrinterNotOperational`` without a selected SD file or
+        unless operational and idle.
+        """
+        self._require_sd_idle()
+        if self._sd_file is None or self._nursery is None:
+            raise PrinterNotOperational("No file selected on the SD card")
+        job = _SdJob(self._sd_file, SdStatusReporting(self._capabilities))
+        self._job = job
+        self._nursery.start_soon(self._run_sd_job, job)
+
+    def init_sd(self) -> None:
+        """Ask the firmware to mount its card (``M21``); ``SdStateChanged`` and ``SdFilesListed``
+        follow when it reports a card it had not reported before. Errors as ``send_command``."""
+        self.send_command("M21")
+
+    def refresh_sd(self) -> None:
+        """List the card's files again (``M20``): ``SdFilesListed``. Errors as ``send_command``."""
+        self._require_operational()
+        self._list_sd_files()
+
+    async def release_sd(self) -> None:
+        """Release the card (``M22``): ``SdStateChanged(False)`` at once, as OctoPrint does, since
+        firmware sends nothing a host could wait for. Errors as ``send_command``."""
+        self.send_command("M22")
+        if (report := self._sd.release()) is not None:
+            await self._emit(SdStateChanged(report.ready))
+
+    def _require_sd_idle(self) -> None:
+        self._require_operational()
+        if self._state is not CommState.OPERATIONAL or self._job is not None:
+            raise PrinterNotOperational("Printer is already printing")
+        if not self._sd.ready:
+            raise PrinterNotOperational("The SD card is not ready")
+
+    def _list_sd_files(self) -> None:
+        # §6: EXTENDED_M20 firmware adds long names to the list with M20 L.
+        command = "M20 L" if self._capabilities.get("EXTENDED_M20", False) else "M20"
+        self._host.enqueue(command)
+        self._writer_wakeup.set()
 
     def _request_job(self, request: str, *allowed: CommState) -> None:
         job = self._job
@@ -452,6 +556,7 @@ class PrinterLink:
                     self._act(name)
                 case _:
                     await self._emit(FirmwareMessage(line))
+                    await self._handle_sd_line(line)
         # Only now: the job task must see what this line reported (the M114 position of a pause).
         self._job_wakeup.set()
 
@@ -529,6 +634,9 @@ class PrinterLink:
             self._timeout = COMMUNICATION_TIMEOUT_BUSY
             self._timeout_changed.set()
         self._enable_autoreports()
+        if self._sd.ready:
+            # §4: the file list follows the autoreports.
+            self._list_sd_files()
         if self._capabilities.get("AUTOREPORT_TEMP", False):
             return
         while True:
@@ -540,12 +648,9 @@ class PrinterLink:
             await trio.sleep(POLL_INTERVAL_HEATING if heating else POLL_INTERVAL)
 
     def _enable_autoreports(self) -> None:
-        # §5: autoreport what the firmware offers; SD status polling is only for SD prints, which
-        # this host does not start.
+        # §5: autoreport what the firmware offers; SD status reports only while an SD print runs.
         if self._capabilities.get("AUTOREPORT_TEMP", False):
             self._host.enqueue(AUTOREPORT_COMMAND, bounded=False)
-        if self._capabilities.get("AUTOREPORT_SD_STATUS", False):
-            self._host.enqueue(SD_AUTOREPORT_COMMAND, bounded=False)
         self._writer_wakeup.set()
 
     async def _watch_timeouts(self) -> None:
@@ -755,8 +860,134 @@ class PrinterLink:
         await self._emit(JobFinished(trio.current_time() - job.started_at))
         await self._set_state(CommState.OPERATIONAL)
 
-    def _job_failed(self, job: _Job, error: str) -> JobFailed:
-        return JobFailed(error, job.streamer.filepos, trio.current_time() - job.started_at)
+    def _job_failed(self, job: _Job | _SdJob, error: str) -> JobFailed:
+        return JobFailed(error, job.filepos, trio.current_time() - job.started_at)
+
+    # -- SD card prints -------------------------------------------------------------------------------------
+
+    async def _handle_sd_line(self, line: str) -> None:
+        job = self._job if isinstance(self._job, _SdJob) else None
+        match self._sd.receive_line(line):
+            case SdReady(ready):
+                await self._emit(SdStateChanged(ready))
+                if ready and self._operational:
+                    self._list_sd_files()
+            case SdListed(files):
+                await self._emit(SdFilesListed(files))
+            case SdOpened(name, size):
+                selection, self._sd_selection = self._sd_selection, None
+                self._sd_file = JobFile(name, name, "sdcard", size)
+                await self._emit(SdFileSelected(self._sd_file, selection.user if selection else None))
+                if selection is not None and selection.print_after:
+                    with contextlib.suppress(PrinterNotOperational):
+                        self.start_sd_print()
+            case SdOpenFailed():
+                self._sd_selection = None
+            case SdProgress(pos) if job is not None:
+                job.filepos = pos
+            case SdDone() if job is not None:
+                job.done = True
+
+    async def _run_sd_job(self, job: _SdJob) -> None:
+        """The SD job task: runs in the connection's nursery, so it ends with the connection.
+
+        Cancellation (the connection ended) leaves ``self._job`` set, so that the connection's end
+        can report the job as failed.
+        """
+        async with trio.open_nursery() as nursery:
+            if not job.reporting.autoreport:
+                nursery.start_soon(self._poll_sd_status)
+            await self._start_sd_job(job)
+            await self._drive_sd_job(job)
+            nursery.cancel_scope.cancel()
+
+    async def _poll_sd_status(self) -> None:
+        """§5: without SD status autoreport, ``M27`` every ``SD_STATUS_INTERVAL`` while printing."""
+        while True:
+            await trio.sleep(SD_STATUS_INTERVAL)
+            if self._state is CommState.PRINTING:
+                # A full queue means the firmware is busy; skip this poll rather than pile up M27s.
+                with contextlib.suppress(CommandQueueFull):
+                    self._host.enqueue(SD_STATUS_POLL)
+                    self._writer_wakeup.set()
+
+    def _send_sd_commands(self, *commands: str) -> None:
+        for command in commands:
+            self._host.enqueue(command, bounded=False)
+        self._writer_wakeup.set()
+
+    async def _start_sd_job(self, job: _SdJob) -> None:
+        await self._set_state(CommState.STARTING)
+        await self._emit(JobStarted(job.file))
+        job.started_at = trio.current_time()
+        job.filepos, job.done = 0, False
+        # The file may have been printed or paused before: start at its first byte.
+        self._send_sd_commands("M26 S0", "M24", *job.reporting.start())
+        await self._set_state(CommState.PRINTING)
+
+    async def _drive_sd_job(self, job: _SdJob) -> None:
+        """Follow requests and the firmware's reports until the job is finished or cancelled."""
+        reported = 0
+        while True:
+            await self._job_wakeup.wait()
+            self._job_wakeup = trio.Event()
+            request, job.request = job.request, None
+            if request == "cancel":
+                await self._cancel_sd_job(job)
+                return
+            if request == "pause" and self._state is CommState.PRINTING:
+                await self._pause_sd_job(job)
+            elif request == "resume" and self._state is CommState.PAUSED:
+                await self._set_state(CommState.RESUMING)
+                await self._emit(JobResumed())
+                self._send_sd_commands("M24", *job.reporting.start())
+                await self._set_state(CommState.PRINTING)
+            elif request == "restart" and self._state is CommState.PAUSED:
+                reported = 0
+                await self._start_sd_job(job)
+            if job.filepos != reported:
+                reported = job.filepos
+                await self._emit(JobProgress(job.filepos, trio.current_time() - job.started_at))
+            if self._state is CommState.PRINTING and job.done:
+                await self._finish_sd_job(job)
+                return
+
+    async def _pause_sd_job(self, job: _SdJob) -> None:
+        # M25 stops the firmware reading the file; then, as for a streamed job (§10.4), M400 and
+        # M114 for the position to report.
+        await self._set_state(CommState.PAUSING)
+        self._position_for_job = True
+        self._send_sd_commands("M25", *job.reporting.stop(), "M400", "M114")
+        await self._until_idle()
+        self._position_for_job = False
+        # A cancel that came meanwhile is handled by the next round of the job loop.
+        self._job_wakeup.set()
+        await self._emit(JobPaused(self._position, job.filepos))
+        await self._emit(PositionReported(self._position, "pause"))
+        await self._set_state(CommState.PAUSED)
+
+    async def _cancel_sd_job(self, job: _SdJob) -> None:
+        await self._emit(JobCancelling())
+        await self._set_state(CommState.CANCELLING)
+        # M108 ends a heat-up the file started; then OctoPrint's SD cancel, M25 and M26 S0 (the
+        # firmware forgets where it was), and the after-cancel script (§10.4).
+        self._host.send_now("M108")
+        self._send_sd_commands("M25", "M26 S0", *job.reporting.stop(), *AFTER_CANCEL_SCRIPT)
+        await self._until_idle()
+        self._job = None
+        await self._emit(JobCancelled(Position(), job.filepos, trio.current_time() - job.started_at))
+        await self._set_state(CommState.OPERATIONAL)
+
+    async def _finish_sd_job(self, job: _SdJob) -> None:
+        print_time = trio.current_time() - job.started_at
+        await self._emit(JobProgress(job.file.size or job.filepos, print_time))
+        # §10.4: M400 on entering Finishing.
+        await self._set_state(CommState.FINISHING)
+        self._send_sd_commands(*job.reporting.stop(), "M400")
+        await self._until_idle()
+        self._job = None
+        await self._emit(JobFinished(trio.current_time() - job.started_at))
+        await self._set_state(CommState.OPERATIONAL)
 
     # -- events ---------------------------------------------------------------------------------------------
 
@@ -937,6 +1168,26 @@ class PrinterService:
     def restart(self) -> None:
         """See ``PrinterLink.restart``."""
         self._current().restart()
+
+    def select_sd_file(self, name: str, *, print_after: bool = False, user: str | None = None) -> None:
+        """See ``PrinterLink.select_sd_file``."""
+        self._current().select_sd_file(name, print_after=print_after, user=user)
+
+    def start_sd_print(self) -> None:
+        """See ``PrinterLink.start_sd_print``."""
+        self._current().start_sd_print()
+
+    def init_sd(self) -> None:
+        """See ``PrinterLink.init_sd``."""
+        self._current().init_sd()
+
+    def refresh_sd(self) -> None:
+        """See ``PrinterLink.refresh_sd``."""
+        self._current().refresh_sd()
+
+    async def release_sd(self) -> None:
+        """See ``PrinterLink.release_sd``."""
+        await self._current().release_sd()
 
     def _current(self) -> PrinterLink:
         if self._link is None or self._link.ended.is_set():

@@ -18,6 +18,7 @@ from ._commands import command_body, is_true
 from ._common import ApiError, Authenticator, Call, Created, endpoint
 from ._job import start_selected
 from ._multipart import MultipartError, parse_form_data
+from ._sdcard import sd_entries
 from ._services import RestServices
 
 
@@ -69,7 +70,8 @@ def job_file(stored: StoredFile) -> JobFile:
 async def get_files(services: RestServices, call: Call) -> object:
     free, total = await services.files.usage()
     entries = await services.files.list_files()
-    return {"files": [_entry(call, entry) for entry in entries], "free": free, "total": total}
+    files = [*(_entry(call, entry) for entry in entries), *sd_entries(services, call)]
+    return {"files": files, "free": free, "total": total}
 
 
 def _path_param(call: Call) -> str:
