@@ -180,6 +180,8 @@ class _SdJob:
     started_at: float = 0.0
     request: str | None = None
     filepos: int = 0
+    reported: int = 0
+    """The ``filepos`` of the last ``JobProgress``."""
     done: bool = False
 
 
@@ -920,14 +922,14 @@ class PrinterLink:
         await self._set_state(CommState.STARTING)
         await self._emit(JobStarted(job.file))
         job.started_at = trio.current_time()
-        job.filepos, job.done = 0, False
+        job.filepos = job.reported = 0
+        job.done = False
         # The file may have been printed or paused before: start at its first byte.
         self._send_sd_commands("M26 S0", "M24", *job.reporting.start())
         await self._set_state(CommState.PRINTING)
 
     async def _drive_sd_job(self, job: _SdJob) -> None:
         """Follow requests and the firmware's reports until the job is finished or cancelled."""
-        reported = 0
         while True:
             await self._job_wakeup.wait()
             self._job_wakeup = trio.Event()
@@ -943,14 +945,16 @@ class PrinterLink:
                 self._send_sd_commands("M24", *job.reporting.start())
                 await self._set_state(CommState.PRINTING)
             elif request == "restart" and self._state is CommState.PAUSED:
-                reported = 0
                 await self._start_sd_job(job)
-            if job.filepos != reported:
-                reported = job.filepos
-                await self._emit(JobProgress(job.filepos, trio.current_time() - job.started_at))
             if self._state is CommState.PRINTING and job.done:
                 await self._finish_sd_job(job)
                 return
+            if job.filepos != job.reported:
+                await self._report_sd_progress(job, job.filepos)
+
+    async def _report_sd_progress(self, job: _SdJob, filepos: int) -> None:
+        job.reported = filepos
+        await self._emit(JobProgress(filepos, trio.current_time() - job.started_at))
 
     async def _pause_sd_job(self, job: _SdJob) -> None:
         # M25 stops the firmware reading the file; then, as for a streamed job (§10.4), M400 and
@@ -979,8 +983,10 @@ class PrinterLink:
         await self._set_state(CommState.OPERATIONAL)
 
     async def _finish_sd_job(self, job: _SdJob) -> None:
-        print_time = trio.current_time() - job.started_at
-        await self._emit(JobProgress(job.file.size or job.filepos, print_time))
+        end = job.file.size or job.filepos
+        if job.reported != end:
+            # The last report may have come before the end of the file: the progress ends at 100 %.
+            await self._report_sd_progress(job, end)
         # §10.4: M400 on entering Finishing.
         await self._set_state(CommState.FINISHING)
         self._send_sd_commands(*job.reporting.stop(), "M400")
