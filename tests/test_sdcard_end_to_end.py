@@ -44,11 +44,12 @@ async def start_server(nursery: trio.Nursery, tmp_path: Path, *, autoreport: boo
     return running
 
 
-async def sd_listing(http: httpx.AsyncClient) -> list[dict[str, object]]:
-    """``GET /api/files/sdcard`` once the firmware's file list (§4: M20 after M115) came in."""
+async def sd_listing(http: httpx.AsyncClient, count: int = 1) -> list[dict[str, object]]:
+    """``GET /api/files/sdcard`` once it lists ``count`` files: the firmware's file list (§4: M20
+    after M115, and after M21 or M30) comes in a little after the request that asked for it."""
     while True:
         files: list[dict[str, object]] = (await http.get("/api/files/sdcard")).json()["files"]
-        if files:
+        if len(files) == count:
             return files
         await trio.sleep(0.05)
 
@@ -218,6 +219,10 @@ async def test_sd_card_release_refresh_init_and_refusals(nursery: trio.Nursery, 
             # Uploading to the card (M28/M29) is not built: a clear 400 (spec/deviations.md).
             response = await http.post("/api/files/sdcard", files={"file": ("x.gco", b"G28\n")})
             assert response.status_code == 400
+
+            assert (await http.delete("/api/files/sdcard/missing.gco")).status_code == 404
+            assert (await http.delete(f"/api/files/sdcard/{SD_FILE}")).status_code == 204
+            assert await sd_listing(http, count=0) == []
 
             await http.post("/api/connection", json={"command": "disconnect"})
             assert (await http.get("/api/printer/sd")).json() == {"ready": False}

@@ -393,6 +393,18 @@ class PrinterLink:
         if (report := self._sd.release()) is not None:
             await self._emit(SdStateChanged(report.ready))
 
+    def delete_sd_file(self, name: str) -> None:
+        """Delete ``name`` from the SD card (``M30``), then list the card again (``SdFilesListed``).
+
+        Raises ``PrinterNotOperational`` unless operational, idle and with a card, else as
+        ``send_command``.
+        """
+        self._require_sd_idle()
+        self.send_command(f"M30 {name}")
+        if self._sd_file is not None and self._sd_file.path == name:
+            self._sd_file = None
+        self._list_sd_files()
+
     def _require_sd_idle(self) -> None:
         self._require_operational()
         if self._state is not CommState.OPERATIONAL or self._job is not None:
@@ -1190,6 +1202,10 @@ class PrinterService:
     def refresh_sd(self) -> None:
         """See ``PrinterLink.refresh_sd``."""
         self._current().refresh_sd()
+
+    def delete_sd_file(self, name: str) -> None:
+        """See ``PrinterLink.delete_sd_file``."""
+        self._current().delete_sd_file(name)
 
     async def release_sd(self) -> None:
         """See ``PrinterLink.release_sd``."""

@@ -1,9 +1,10 @@
 """The SD card: ``/api/files/sdcard`` and ``/api/printer/sd`` (OctoPrint 1.11.8's paths, bodies and errors).
 
-The firmware's card is listed, selected and printed through the printer link (``M20``, ``M23``,
-``M24``, ...); what the firmware reported is in :class:`PrinterModel` (``sd_ready``, ``sd_files``).
-Uploading to the card (``M28``/``M29`` streaming) is not supported: ``POST /api/files/sdcard``
-answers 400 (409 without a card, as OctoPrint does), see ``spec/deviations.md``.
+The firmware's card is listed, selected, printed and deleted through the printer link (``M20``,
+``M23``, ``M24``, ``M30``, ...); what the firmware reported is in :class:`PrinterModel`
+(``sd_ready``, ``sd_files``). Uploading to the card (``M28``/``M29`` streaming) is not supported:
+``POST /api/files/sdcard`` answers 400 (409 without a card, as OctoPrint does), see
+``spec/deviations.md``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from urllib.parse import quote, unquote
 from octotrio.files import is_gcode_name
 from octotrio.http import Router
 from octotrio.printer import CommState, SdFile
-from octotrio.state import JSONObject
+from octotrio.state import FileDeselected, JSONObject
 
 from ._commands import command_body, is_true
 from ._common import ApiError, Authenticator, Call, endpoint
@@ -85,6 +86,20 @@ async def post_sd_file_command(services: RestServices, call: Call) -> object:
     return None
 
 
+async def delete_sd_file(services: RestServices, call: Call) -> object:
+    file = _existing(services, call)
+    model = services.model
+    selected = model.selected
+    if selected is not None and selected.file.origin == "sdcard" and selected.file.path == file.name:
+        if model.busy:
+            raise ApiError(409, f"Trying to delete a file that is currently in use: {file.name}")
+        services.feed.submit(FileDeselected())
+    with printer_errors():
+        # The link refuses while any print runs: the firmware reads the card for it.
+        services.printer.delete_sd_file(file.name)
+    return None
+
+
 async def get_printer_sd(services: RestServices, call: Call) -> object:
     return {"ready": services.model.sd_ready}
 
@@ -121,6 +136,9 @@ def add_routes(router: Router, authenticator: Authenticator, services: RestServi
             "GET": endpoint(authenticator, partial(get_sd_file, services)),
             "POST": endpoint(
                 authenticator, partial(post_sd_file_command, services), permissions=("FILES_SELECT",)
+            ),
+            "DELETE": endpoint(
+                authenticator, partial(delete_sd_file, services), permissions=("FILES_DELETE",)
             ),
         },
     )
