@@ -457,6 +457,22 @@ def print_against_the_virtual_firmware(
     seed=49230,
     window=4,
 )
+# Extra copies of an accepted line 3 each drew "expected line 4 got 3" and a request for line 4,
+# not sent yet: taken for a line to resend, it kept the host from ever becoming idle.
+@example(
+    commands=["G1 X10 Y20 F6000", "G1 X10 Y20 F6000", "M105"],
+    faults={
+        "checksum": 0.05,
+        "missing_lineno": 0.12,
+        "resend": 0.12,
+        "unanswered": 0.12,
+        "lost_ok": 0.12,
+        "duplicate_resend": 0.1,
+        "resend_without_ok": 0.12,
+    },
+    seed=1356098,
+    window=5,
+)
 # Replays acted on stale requests put extra copies of accepted lines on the wire; the requests those
 # copies drew ("expected line 12 got 11") ended in resend_loop.
 @example(
