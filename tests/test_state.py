@@ -31,6 +31,10 @@ from octotrio.printer import (
     PrinterReset,
     Reading,
     ResendStatsChanged,
+    SdFile,
+    SdFileSelected,
+    SdFilesListed,
+    SdStateChanged,
     StateChanged,
     TemperatureReport,
     TerminalLine,
@@ -536,3 +540,43 @@ def test_a_printer_reset_is_reported_with_whether_it_was_idle() -> None:
     assert fold_all(recorder, [PrinterReset(idle=True)]) == [
         {"type": "PrinterReset", "payload": {"idle": True}}
     ]
+
+
+def test_the_sd_card_shows_in_the_flags_its_listing_fires_updated_files_and_its_prints_say_so() -> None:
+    recorder = Recorder()
+    model = recorder.hub.model
+    cube = JobFile("cube.gco", "cube.gco", "sdcard", 1234)
+    for event in [
+        SdStateChanged(True),
+        StateChanged(CommState.OPERATIONAL),
+        SdFilesListed((SdFile("CUBE.GCO", "Cube.gcode", 1234),)),
+        SdFileSelected(cube, "_api"),
+    ]:
+        recorder.aggregator.fold(event)
+    assert model.state_payload()["flags"]["sdReady"]
+    assert model.sd_files == (SdFile("CUBE.GCO", "Cube.gcode", 1234),)
+    events = recorder.events()
+    # §9.7 connect: the SD listing's UpdatedFiles; then FileSelected with the sdcard origin.
+    assert names(events)[1:] == ["UpdatedFiles", "FileSelected"]
+    assert events[1]["payload"] == {"type": "printables"}
+    assert events[2]["payload"] == {
+        "name": "cube.gco",
+        "path": "cube.gco",
+        "origin": "sdcard",
+        "size": 1234,
+        "owner": "_api",
+        "user": "_api",
+    }
+    texts = []
+    for state in (CommState.STARTING, CommState.PRINTING, CommState.PAUSED):
+        recorder.aggregator.fold(StateChanged(state))
+        texts.append(model.state_text)
+    # octoprint-push.md §8.1: the texts of a print from the SD card.
+    assert texts == ["Starting print from SD", "Printing from SD", "Paused"]
+    assert model.busy_files() == [{"origin": "sdcard", "path": "cube.gco"}]
+    recorder.aggregator.fold(SdStateChanged(False))
+    assert not model.state_payload()["flags"]["sdReady"]
+    assert model.sd_files == ()
+    recorder.aggregator.fold(SdStateChanged(True))
+    recorder.aggregator.fold(Disconnected())
+    assert (model.sd_ready, model.sd_files) == (False, ())

@@ -6,7 +6,9 @@ connection, a reader task turns bytes into lines and feeds them to the sans-IO `
 writer task sends whatever the host releases; a conversation task runs the handshake, M115 and
 temperature reporting; watchdogs handle communication timeouts and resend requests whose ok does
 not come; and while a job runs, a job task
-drives it through its states while a file reader feeds the ``JobStreamer``. Reader, writer and job
+drives it through its states while a file reader feeds the ``JobStreamer``. A print from the
+firmware's SD card (``_sdcard.py``) has a job task of its own, which follows the firmware's reports
+(and polls them every second when the firmware does not autoreport). Reader, writer and job
 meet only in the host and the streamer, plus events that wake them. What happens is reported as
 ``PrinterEvent``\\ s on a bounded memory channel. Section numbers (§n) refer to
 ``shared/reference/marlin-serial.md``.
@@ -1042,7 +1044,8 @@ async def run_printer_link(
     ``StateChanged`` OPEN_SERIAL, CONNECTING, OPERATIONAL, ``Connected``, ``FirmwareInfo``, and for
     every line ``TerminalLine`` (``Send: ...``/``Recv: ...``), ``FirmwareMessage`` (anything but a
     plain ``ok``), ``TemperatureReport``, ``PositionReported``, ``ActionCommand``, ``PrinterReset``;
-    the job events as ``PrinterLink.start_print`` describes. Keep the receive end open while the
+    ``SdStateChanged`` and ``SdFilesListed`` as the firmware reports its SD card; the job events as
+    ``PrinterLink.start_print`` and ``start_sd_print`` describe. Keep the receive end open while the
     link runs: a closed receiver makes sends fail with ``trio.BrokenResourceError``. The caller owns
     ``events``.
 
