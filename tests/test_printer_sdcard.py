@@ -151,7 +151,7 @@ async def nothing_sent_for(firmware: ScriptedFirmware, seconds: float) -> bool:
     return True
 
 
-async def connect_with_card(firmware: ScriptedFirmware, *capabilities: str) -> None:
+async def connect_with_card(firmware: ScriptedFirmware, *capabilities: str, listing: str = "M20") -> None:
     """§4: the banner says "SD card ok"; after M115 and M155 the host asks for the file list."""
     await firmware.say(*BANNER, "SD card ok")
     assert await firmware.receive() == "N0 M110 N0*125"
@@ -159,7 +159,7 @@ async def connect_with_card(firmware: ScriptedFirmware, *capabilities: str) -> N
     assert await firmware.receive() == "N1 M115*39"
     await firmware.say(FIRMWARE_NAME, "Cap:AUTOREPORT_TEMP:1", *capabilities, "ok")
     await expect(firmware, "M155 S2")
-    assert await next_command(firmware) == "M20"
+    assert await next_command(firmware) == listing
     await firmware.say("Begin file list", "CUBE.GCO 1234", "End file list", "ok")
 
 
@@ -239,7 +239,21 @@ async def test_without_autoreport_m27_is_polled_every_second_while_printing(
         nursery.cancel_scope.cancel()
 
 
-async def test_sd_commands_are_refused_without_a_card_or_while_printing() -> None:
+async def test_firmware_with_extended_m20_is_asked_for_long_names() -> None:
+    async with running_link() as (link, firmware, log, nursery):
+        # §6: EXTENDED_M20 → M20 L, on connect and on every refresh.
+        await connect_with_card(firmware, "Cap:EXTENDED_M20:1", listing="M20 L")
+        await log.wait_for(SdFilesListed)
+        link.refresh_sd()
+        assert await next_command(firmware) == "M20 L"
+        await firmware.say("Begin file list", 'CUBE.GCO 1234 "Cube model.gcode"', "End file list", "ok")
+        assert await log.wait_for(SdFilesListed) == SdFilesListed(
+            (SdFile("CUBE.GCO", "Cube model.gcode", SIZE),)
+        )
+        nursery.cancel_scope.cancel()
+
+
+async def test_sd_commands_without_a_card_a_card_that_comes_and_a_file_that_cannot_be_opened() -> None:
     async with running_link() as (link, firmware, _log, nursery):
         await firmware.handshake()
         await expect(firmware, "M155 S2")

@@ -385,8 +385,7 @@ class PrinterLink:
 
     def refresh_sd(self) -> None:
         """List the card's files again (``M20``): ``SdFilesListed``. Errors as ``send_command``."""
-        self._require_operational()
-        self._list_sd_files()
+        self.send_command(self._sd_list_command())
 
     async def release_sd(self) -> None:
         """Release the card (``M22``): ``SdStateChanged(False)`` at once, as OctoPrint does, since
@@ -414,10 +413,13 @@ class PrinterLink:
         if not self._sd.ready:
             raise PrinterNotOperational("The SD card is not ready")
 
-    def _list_sd_files(self) -> None:
+    def _sd_list_command(self) -> str:
         # §6: EXTENDED_M20 firmware adds long names to the list with M20 L.
-        command = "M20 L" if self._capabilities.get("EXTENDED_M20", False) else "M20"
-        self._host.enqueue(command)
+        return "M20 L" if self._capabilities.get("EXTENDED_M20", False) else "M20"
+
+    def _list_sd_files(self) -> None:
+        # The link's own listings (on connect, when a card comes, after a delete) are never refused.
+        self._host.enqueue(self._sd_list_command(), bounded=False)
         self._writer_wakeup.set()
 
     def _request_job(self, request: str, *allowed: CommState) -> None:
