@@ -923,11 +923,11 @@ class PrinterLink:
         """§5: without SD status autoreport, ``M27`` every ``SD_STATUS_INTERVAL`` while printing."""
         while True:
             await trio.sleep(SD_STATUS_INTERVAL)
-            if self._state is CommState.PRINTING:
-                # A full queue means the firmware is busy; skip this poll rather than pile up M27s.
-                with contextlib.suppress(CommandQueueFull):
-                    self._host.enqueue(SD_STATUS_POLL)
-                    self._writer_wakeup.set()
+            # Commands still waiting mean the firmware is busy (a heat-up the file started): skip
+            # this poll rather than pile up M27s behind them.
+            if self._state is CommState.PRINTING and self._host.queued == 0:
+                self._host.enqueue(SD_STATUS_POLL)
+                self._writer_wakeup.set()
 
     def _send_sd_commands(self, *commands: str) -> None:
         for command in commands:
