@@ -74,9 +74,11 @@ def test_file_lists_with_long_names_timestamps_and_folders() -> None:
         "CALIBR~1.GCO 800 0x5a6b3c20 Calibration cube.gcode",  # M20 T L
         "/PARTS/GEAR.GCO 99",  # a file in a folder
         "not a file entry",
+        "SD printing byte 5/10",  # not an entry: reported as what it is
         "End file list",
     )
     assert listed == [
+        SdProgress(5, 10),
         SdListed(
             (
                 SdFile("CUBE.GCO", "CUBE.GCO", 1234),
@@ -84,16 +86,19 @@ def test_file_lists_with_long_names_timestamps_and_folders() -> None:
                 SdFile("CALIBR~1.GCO", "Calibration cube.gcode", 800),
                 SdFile("PARTS/GEAR.GCO", "PARTS/GEAR.GCO", 99),
             )
-        )
+        ),
     ]
 
 
-def test_a_file_list_is_bounded() -> None:
+def test_a_file_list_is_bounded_and_starts_afresh_if_its_end_was_lost() -> None:
     card = SdCard()
     entries = [f"F{i}.GCO 1" for i in range(MAX_SD_FILES + 10)]
     (listed,) = feed(card, "Begin file list", *entries, "End file list")
     assert isinstance(listed, SdListed)
     assert len(listed.files) == MAX_SD_FILES
+    assert feed(card, "Begin file list", "A.GCO 1", "Begin file list", "B.GCO 2", "End file list") == [
+        SdListed((SdFile("B.GCO", "B.GCO", 2),))
+    ]
 
 
 def test_select_progress_and_end_of_an_sd_print() -> None:

@@ -96,7 +96,13 @@ class SdCard:
     def receive_line(self, line: str) -> SdReport | None:
         """Take one received line (stripped); what it said about the card, or None."""
         if self._listing is not None:
-            return self._list_entry(line)
+            if line == "End file list":
+                self.files, self._listing = tuple(self._listing), None
+                return SdListed(self.files)
+            if (entry := _FILE_ENTRY.fullmatch(line)) is not None:
+                self._add_entry(self._listing, entry)
+                return None
+            # Anything else is no entry: the firmware may report other things meanwhile.
         lower = line.lower()
         if lower.endswith("sd card ok"):
             return self._set_ready(True)
@@ -134,17 +140,12 @@ class SdCard:
             self._listing = None
         return SdReady(ready)
 
-    def _list_entry(self, line: str) -> SdReport | None:
-        assert self._listing is not None
-        if line == "End file list":
-            self.files, self._listing = tuple(self._listing), None
-            return SdListed(self.files)
-        entry = _FILE_ENTRY.fullmatch(line)
-        if entry is not None and len(self._listing) < MAX_SD_FILES:
+    @staticmethod
+    def _add_entry(listing: list[SdFile], entry: re.Match[str]) -> None:
+        if len(listing) < MAX_SD_FILES:
             # Directories are listed with a leading "/" by some firmware; M23 takes names without.
             name = entry.group("name").lstrip("/")
-            self._listing.append(SdFile(name, entry.group("long") or name, int(entry.group("size"))))
-        return None
+            listing.append(SdFile(name, entry.group("long") or name, int(entry.group("size"))))
 
 
 class SdStatusReporting:
