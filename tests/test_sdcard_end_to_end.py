@@ -88,6 +88,8 @@ async def test_select_print_pause_resume_restart_cancel_and_finish_an_sd_file(
             assert entry["origin"] == "sdcard"
             assert entry["path"] == SD_FILE
             assert entry["size"] == len(SD_DATA)
+            assert (await http.get(f"/api/files/sdcard/{SD_FILE}")).json() == entry
+            assert (await http.get("/api/files/sdcard/missing.gco")).status_code == 404
             everything = (await http.get("/api/files")).json()["files"]
             assert [f["path"] for f in everything if f["origin"] == "sdcard"] == [SD_FILE]
             assert (await http.get("/api/printer")).json()["sd"] == {"ready": True}
