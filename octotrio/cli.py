@@ -43,6 +43,14 @@ def _build_parser() -> argparse.ArgumentParser:
         "--virtual-printer-faults", type=virtual.faults_argument, metavar="SPEC", help=virtual.FAULTS_HELP
     )
     serve.add_argument(
+        "--virtual-printer-sd-file",
+        type=virtual.sd_file_argument,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="put a copy of the file at PATH on the built-in printer's SD card (repeatable)",
+    )
+    serve.add_argument(
         "--virtual-printer-record",
         metavar="PATH",
         help="append every line the built-in printer executes to PATH",
@@ -158,10 +166,13 @@ def main(argv: list[str] | None = None) -> None:
         )
         if args.api_key:
             config = dataclasses.replace(config, api_key=args.api_key)
-        if args.virtual_printer_faults is not None:
-            config = dataclasses.replace(
-                config, virtual_printer=virtual.FirmwareOptions(faults=args.virtual_printer_faults)
-            )
+        config = dataclasses.replace(
+            config,
+            virtual_printer=virtual.FirmwareOptions(
+                faults=args.virtual_printer_faults or virtual.FaultOptions(),
+                sd_files=dict(args.virtual_printer_sd_file),
+            ),
+        )
         try:
             config = dataclasses.replace(
                 config, access=load_config(args.config), access_config_path=args.config

@@ -439,7 +439,39 @@ def print_against_the_virtual_firmware(
         st.sampled_from([0.02, 0.05, 0.1]),
     ),
     seed=st.integers(0, 2**32),
-    window=st.sampled_from([1, 2, 3]),
+    window=st.sampled_from([1, 2, 3, 4, 8]),
+)
+# Window 4: a line dropped unanswered, then "expected line 4 got 5" and Resend:4 twice, the first
+# ok lost: the second pair is a new request, not a repetition of the first, and line 4 was lost.
+@example(
+    commands=["G1 X10 Y20 F6000", "G1 X10 Y20 F6000", "M105", "G1 X10 Y20 F6000"],
+    faults={
+        "resend": 0.05,
+        "missing_lineno": 0.1,
+        "lost_ok": 0.1,
+        "checksum": 0.02,
+        "duplicate_resend": 0.05,
+        "resend_without_ok": 0.1,
+        "unanswered": 0.1,
+    },
+    seed=49230,
+    window=4,
+)
+# Extra copies of an accepted line 3 each drew "expected line 4 got 3" and a request for line 4,
+# not sent yet: taken for a line to resend, it kept the host from ever becoming idle.
+@example(
+    commands=["G1 X10 Y20 F6000", "G1 X10 Y20 F6000", "M105"],
+    faults={
+        "checksum": 0.05,
+        "missing_lineno": 0.12,
+        "resend": 0.12,
+        "unanswered": 0.12,
+        "lost_ok": 0.12,
+        "duplicate_resend": 0.1,
+        "resend_without_ok": 0.12,
+    },
+    seed=1356098,
+    window=5,
 )
 # Replays acted on stale requests put extra copies of accepted lines on the wire; the requests those
 # copies drew ("expected line 12 got 11") ended in resend_loop.
@@ -461,3 +493,69 @@ def test_against_the_virtual_firmware_with_faults_every_line_runs_once_in_order(
     spec = ",".join([*(f"{kind}={p}" for kind, p in faults.items()), f"seed={seed}"])
     executed = print_against_the_virtual_firmware(commands, spec, window, random.Random(seed))
     assert executed == commands
+
+
+# ---------------------------------------------------------------------------------------------
+# Resend rules with several lines in flight (window 4).
+
+
+def printing_host(window: int) -> MarlinHost:
+    host = MarlinHost(window=window)
+    host.hello()
+    assert host.next_line_to_send() == b"N0 M110 N0*125\n"
+    host.receive_line("ok", T0)
+    host.printing = True
+    return host
+
+
+def drain(host: MarlinHost) -> list[bytes]:
+    lines = []
+    while (line := host.next_line_to_send()) is not None:
+        lines.append(line)
+    return lines
+
+
+def test_a_rejected_line_among_several_in_flight_is_replayed_with_the_lines_after_it() -> None:
+    # §3 rules 1 and 2: N2 is rejected while N3 and N4 are in flight. Each of them arrives out of
+    # order and draws its own request for 2: stale, not acted on again.
+    host = printing_host(window=4)
+    for i in range(1, 5):
+        host.enqueue(f"G1 X{i}")
+    assert drain(host) == [numbered(i, f"G1 X{i}") for i in range(1, 5)]
+    host.receive_line("ok", T0)
+    for line in ["Error: Checksum mismatch", "Resend:2", "ok"]:
+        host.receive_line(line, T0)
+    replayed = drain(host)
+    for got in (3, 4):
+        for line in [f"Error: expected line 2 got {got}", "Resend:2", "ok"]:
+            host.receive_line(line, T0)
+        replayed += drain(host)
+    assert replayed == [numbered(i, f"G1 X{i}") for i in range(2, 5)]
+    for _ in range(3):
+        host.receive_line("ok", T0)
+    assert host.idle
+    assert host.resends.count == 1
+
+
+def test_a_request_repeated_after_a_lost_ok_is_acted_on_when_the_host_falls_silent() -> None:
+    # N2 vanishes; N3 draws "expected line 2 got 3" and Resend:2 whose ok is lost. The replayed
+    # N2 vanishes too, and the replayed N3 draws the same error and request, now with its ok.
+    # That looks like a repetition of the first (§3 rule 1), but the firmware still waits for
+    # line 2: once everything in flight is accounted for ("wait" counts as an ok while printing,
+    # §2), the host sends it again instead of falling silent.
+    host = printing_host(window=4)
+    host.enqueue("G1 X1")
+    host.enqueue("G1 X2")
+    host.enqueue("G1 X3")
+    assert drain(host) == [numbered(1, "G1 X1"), numbered(2, "G1 X2"), numbered(3, "G1 X3")]
+    host.receive_line("ok", T0)
+    host.receive_line("Error: expected line 2 got 3", T0)
+    host.receive_line("Resend:2", T0)
+    assert drain(host) == [numbered(2, "G1 X2"), numbered(3, "G1 X3")]
+    for line in ["Error: expected line 2 got 3", "Resend:2", "ok"]:
+        host.receive_line(line, T0)
+    resent = drain(host)
+    for _ in range(4):
+        host.receive_line("wait", T0)
+        resent += drain(host)
+    assert resent[:1] == [numbered(2, "G1 X2")]

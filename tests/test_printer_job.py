@@ -263,9 +263,9 @@ def run_faulty_print(tmp_path: Path, moves: int, spec: str, window: int) -> None
             r.service.send_command(f"!!DEBUG:faults {spec}")
             await r.log.wait_for(lambda e: isinstance(e, TerminalLine) and e.text.startswith("Send: !!DEBUG"))
             r.service.start_print(job, tmp_path / "faulty.gcode")
-            await r.log.wait_for(lambda e: isinstance(e, JobFinished | JobFailed | LinkError))
+            end = await r.log.wait_for(lambda e: isinstance(e, JobFinished | JobFailed | LinkError))
+            assert isinstance(end, JobFinished), end
             await r.log.wait_for(operational)
-        assert not r.log.of(JobFailed, LinkError)
         # Every line of the file exactly once, in order. Besides them only the M400 of
         # FINISHING (which a fault may drop: no later line makes the firmware ask for it again)
         # and the M105 a timeout provokes while printing (§10.3).
@@ -278,31 +278,35 @@ def run_faulty_print(tmp_path: Path, moves: int, spec: str, window: int) -> None
     trio.run(main)
 
 
-@pytest.mark.parametrize("window", [1, 2])
+@pytest.mark.parametrize("window", [1, 2, 4])
 def test_resend_requests_without_ok_lose_and_repeat_nothing(tmp_path: Path, window: int) -> None:
     # §3 rule 4: firmware that sends no ok after its resend requests, at a fixed line and at random.
     run_faulty_print(tmp_path, 30, "resend_without_ok=0.1,resend_without_ok@3,seed=5", window)
 
 
-@settings(deadline=None, max_examples=12, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# One run of a few seconds per window: several lines in flight (§2, ackMax) make the resend rules
+# (§3) meet requests drawn by lines sent after the one asked for.
+@pytest.mark.parametrize("window", [1, 2, 4, 8])
+@settings(deadline=None, max_examples=8, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     moves=st.integers(min_value=1, max_value=60),
     probabilities=st.dictionaries(
         st.sampled_from(sorted(RECOVERABLE_FAULTS, key=lambda f: f.value)), st.sampled_from([0.02, 0.05, 0.1])
     ),
+    # At most 8 lines, so that the "!!DEBUG:faults" line stays within the firmware's 512 bytes.
     at_lines=st.dictionaries(
         st.integers(min_value=1, max_value=70),
         st.sampled_from(sorted(RECOVERABLE_FAULTS, key=lambda f: f.value)),
+        max_size=8,
     ),
     seed=st.integers(min_value=0, max_value=2**32),
-    window=st.sampled_from([1, 2]),
 )
 def test_with_recoverable_faults_every_line_runs_exactly_once_in_order(
     tmp_path: Path,
+    window: int,
     moves: int,
     probabilities: dict[Fault, float],
     at_lines: dict[int, Fault],
     seed: int,
-    window: int,
 ) -> None:
     run_faulty_print(tmp_path, moves, fault_spec(probabilities, at_lines, seed), window)

@@ -41,7 +41,8 @@ from octotrio.printer._link import COMMAND_QUEUE_SIZE, COMMUNICATION_TIMEOUT, CO
 # Hang guard only: a healthy run takes milliseconds.
 HANG_GUARD = 10.0
 
-BANNER = ["start", "Marlin: Virtual Marlin!", "SD card ok"]
+BANNER = ["start", "Marlin: Virtual Marlin!"]
+"""A banner without "SD card ok": the scripted firmware has no SD card unless a test says so."""
 FIRMWARE_NAME = "FIRMWARE_NAME:Virtual Marlin 1.0 PROTOCOL_VERSION:1.0"
 
 

@@ -31,6 +31,10 @@ from octotrio.printer import (
     PrinterReset,
     Reading,
     ResendStatsChanged,
+    SdFile,
+    SdFileSelected,
+    SdFilesListed,
+    SdStateChanged,
     StateChanged,
     TemperatureReport,
     TerminalLine,
@@ -73,8 +77,8 @@ def sample_payload(name: str) -> dict[str, Any]:
 )
 def test_flags_match_octoprint(state: CommState, sample: str) -> None:
     observed = sample_payload(sample)["state"]["flags"]
-    # octotrio has no SD card support yet, so sdReady is always false.
-    assert state_flags(state) == {**observed, "sdReady": False}
+    # OctoPrint's virtual printer has an SD card: sdReady is set once it said "SD card ok".
+    assert state_flags(state, sd_ready=observed["sdReady"]) == observed
 
 
 def test_offline_after_error_sets_the_error_flag_unlike_octoprint() -> None:
@@ -536,3 +540,44 @@ def test_a_printer_reset_is_reported_with_whether_it_was_idle() -> None:
     assert fold_all(recorder, [PrinterReset(idle=True)]) == [
         {"type": "PrinterReset", "payload": {"idle": True}}
     ]
+
+
+def test_the_sd_card_shows_in_the_flags_its_listing_fires_updated_files_and_its_prints_say_so() -> None:
+    recorder = Recorder()
+    model = recorder.hub.model
+    cube = JobFile("cube.gco", "cube.gco", "sdcard", 1234)
+    sequence: list[PrinterEvent] = [
+        SdStateChanged(True),
+        StateChanged(CommState.OPERATIONAL),
+        SdFilesListed((SdFile("CUBE.GCO", "Cube.gcode", 1234),)),
+        SdFileSelected(cube, "_api"),
+    ]
+    for event in sequence:
+        recorder.aggregator.fold(event)
+    assert model.state_payload()["flags"]["sdReady"]
+    assert len(model.sd_files) == 1
+    events = recorder.events()
+    # §9.7 connect: the SD listing's UpdatedFiles; then FileSelected with the sdcard origin.
+    assert names(events)[1:] == ["UpdatedFiles", "FileSelected"]
+    assert events[1]["payload"] == {"type": "printables"}
+    assert events[2]["payload"] == {
+        "name": "cube.gco",
+        "path": "cube.gco",
+        "origin": "sdcard",
+        "size": 1234,
+        "owner": "_api",
+        "user": "_api",
+    }
+    texts = []
+    for state in (CommState.STARTING, CommState.PRINTING, CommState.PAUSED):
+        recorder.aggregator.fold(StateChanged(state))
+        texts.append(model.state_text)
+    # octoprint-push.md §8.1: the texts of a print from the SD card.
+    assert texts == ["Starting print from SD", "Printing from SD", "Paused"]
+    assert model.busy_files() == [{"origin": "sdcard", "path": "cube.gco"}]
+    for gone in (SdStateChanged(False), Disconnected()):
+        recorder.aggregator.fold(SdStateChanged(True))
+        recorder.aggregator.fold(SdFilesListed((SdFile("CUBE.GCO", "Cube.gcode", 1234),)))
+        recorder.aggregator.fold(gone)
+        assert not model.state_payload()["flags"]["sdReady"]
+        assert not model.sd_files

@@ -18,6 +18,7 @@ from octotrio.virtual import (
     Fault,
     FaultOptions,
     FirmwareOptions,
+    VirtualMarlin,
     add_arguments,
     parse_faults,
     run_virtual_printer,
@@ -187,10 +188,13 @@ def test_a_bad_fault_specification_is_a_usage_error(capsys: pytest.CaptureFixtur
     assert "bad fault specification 'gremlins=0.1'" in capsys.readouterr().err
 
 
-def test_serve_takes_the_virtual_printer_options() -> None:
+def test_serve_takes_the_virtual_printer_options(tmp_path: Path) -> None:
+    (tmp_path / "cube.gco").write_bytes(b"G28\n")
     args = _build_parser().parse_args(
         [
             "serve",
+            "--virtual-printer-sd-file",
+            str(tmp_path / "cube.gco"),
             "--virtual-printer-faults",
             "fatal@9",
             "--virtual-printer-record",
@@ -201,6 +205,7 @@ def test_serve_takes_the_virtual_printer_options() -> None:
     )
     assert args.virtual_printer_faults == FaultOptions(at_lines={9: Fault.FATAL})
     assert (args.virtual_printer_record, args.virtual_printer_baud) == ("r.txt", 250000)
+    assert args.virtual_printer_sd_file == [("cube.gco", b"G28\n")]
 
 
 def test_command_line_faults_record_and_baud() -> None:
@@ -211,6 +216,23 @@ def test_command_line_faults_record_and_baud() -> None:
     )
     assert options_from_args(args).faults == FaultOptions({Fault.CHECKSUM: 0.1}, seed=2)
     assert (args.record, args.baud) == ("/tmp/r.txt", 115200)
+    assert options_from_args(args).autoreport_sd_status
+
+
+def test_command_line_sd_card(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    (tmp_path / "Cube.gcode").write_bytes(b"G28\nG1 X10\n")
+    args = parser.parse_args(["--sd-file", str(tmp_path / "Cube.gcode"), "--no-sd-autoreport"])
+    options = options_from_args(args)
+    assert options.sd_files == {"Cube.gcode": b"G28\nG1 X10\n"}
+    assert not options.autoreport_sd_status
+    firmware = VirtualMarlin(options, now=0.0)
+    firmware.receive_data(b"M20\n", 0.0)
+    assert b"cube.gcode 11\n" in firmware.data_to_send()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--sd-file", str(tmp_path / "missing.gcode")])
+    assert "cannot read" in capsys.readouterr().err
 
 
 async def read_line(port: AbstractSerialStream, buffer: bytearray, wanted: bytes) -> None:

@@ -78,7 +78,7 @@ def test_reference_lines_are_accepted() -> None:
     assert bench.send(b"N1 M115*39\n") == [
         "FIRMWARE_NAME:Virtual Marlin 1.0 PROTOCOL_VERSION:1.0",
         "Cap:AUTOREPORT_TEMP:1",
-        "Cap:AUTOREPORT_SD_STATUS:0",
+        "Cap:AUTOREPORT_SD_STATUS:1",
         "Cap:AUTOREPORT_POS:0",
         "Cap:EMERGENCY_PARSER:1",
         "Cap:EXTENDED_M20:0",

@@ -26,6 +26,10 @@ from ._events import PrinterEvent as PrinterEvent
 from ._events import PrinterReset as PrinterReset
 from ._events import Reading as Reading
 from ._events import ResendStatsChanged as ResendStatsChanged
+from ._events import SdFile as SdFile
+from ._events import SdFileSelected as SdFileSelected
+from ._events import SdFilesListed as SdFilesListed
+from ._events import SdStateChanged as SdStateChanged
 from ._events import StateChanged as StateChanged
 from ._events import TemperatureReport as TemperatureReport
 from ._events import TerminalLine as TerminalLine

@@ -243,6 +243,39 @@ class JobFailed:
 
 
 @dataclass(frozen=True)
+class SdFile:
+    """One file on the firmware's SD card: ``name`` as ``M23`` takes it, ``display`` its long name
+    when the firmware gave one (``EXTENDED_M20``), ``size`` in bytes."""
+
+    name: str
+    display: str
+    size: int
+
+
+@dataclass(frozen=True)
+class SdStateChanged:
+    """The firmware reported its SD card (``SD card ok``) or lost it; OctoPrint's ``sdReady``."""
+
+    ready: bool
+
+
+@dataclass(frozen=True)
+class SdFilesListed:
+    """The files on the SD card, as the last complete ``M20`` listing gave them."""
+
+    files: tuple[SdFile, ...]
+
+
+@dataclass(frozen=True)
+class SdFileSelected:
+    """The firmware opened ``file`` (origin ``sdcard``) for printing after ``M23``; ``user`` is who
+    asked for it, as given to ``PrinterLink.select_sd_file``."""
+
+    file: JobFile
+    user: str | None
+
+
+@dataclass(frozen=True)
 class PositionReported:
     """A position report (M114 reply); ``reason`` ``pause``, ``cancel`` or None."""
 
@@ -292,4 +325,7 @@ PrinterEvent = (
     | PositionReported
     | PrinterReset
     | ActionCommand
+    | SdStateChanged
+    | SdFilesListed
+    | SdFileSelected
 )

@@ -343,8 +343,17 @@ class MarlinHost:
                 self._error_before_replay = replay.requested if replay is not None and pending else None
                 out_of_order = _OUT_OF_ORDER.search(text)
                 self._old_copy = int(out_of_order.group(2)) if out_of_order is not None else None
-            case ResendRequest() if repeated:
+            case ResendRequest(number) if repeated:
                 self._repeated_error = False
+                # The same error and request before the ok of the first: a repetition (§3 rule 1),
+                # or a new request from a line sent since whose first ok was lost. Only the second
+                # leaves the firmware waiting for <n>, so it is acted on should the host fall
+                # silent; not so a request for a line never sent, or one drawn by an extra copy of
+                # an accepted line (see _request_resend).
+                out_of_order = _OUT_OF_ORDER.search(self._resend_error or "")
+                extra_copy = out_of_order is not None and int(out_of_order.group(2)) < number
+                if number in self._history and not extra_copy:
+                    self._unconfirmed = number
             case ResendRequest(number):
                 self._resend_error, self._last_resend_error = self._last_resend_error, None
                 self._after_resend = True

@@ -6,7 +6,9 @@ connection, a reader task turns bytes into lines and feeds them to the sans-IO `
 writer task sends whatever the host releases; a conversation task runs the handshake, M115 and
 temperature reporting; watchdogs handle communication timeouts and resend requests whose ok does
 not come; and while a job runs, a job task
-drives it through its states while a file reader feeds the ``JobStreamer``. Reader, writer and job
+drives it through its states while a file reader feeds the ``JobStreamer``. A print from the
+firmware's SD card (``_sdcard.py``) has a job task of its own, which follows the firmware's reports
+(and polls them every second when the firmware does not autoreport). Reader, writer and job
 meet only in the host and the streamer, plus events that wake them. What happens is reported as
 ``PrinterEvent``\\ s on a bounded memory channel. Section numbers (§n) refer to
 ``shared/reference/marlin-serial.md``.
@@ -51,6 +53,9 @@ from ._events import (
     PrinterEvent,
     PrinterReset,
     Reading,
+    SdFileSelected,
+    SdFilesListed,
+    SdStateChanged,
     StateChanged,
     TemperatureReport,
     TerminalLine,
@@ -75,6 +80,18 @@ from ._protocol import (
     TemperatureLine,
     parse_position,
 )
+from ._sdcard import (
+    SD_STATUS_INTERVAL,
+    SD_STATUS_POLL,
+    SdCard,
+    SdDone,
+    SdListed,
+    SdOpened,
+    SdOpenFailed,
+    SdProgress,
+    SdReady,
+    SdStatusReporting,
+)
 
 # §4: the firmware prints its banner on open and may drop what arrives meanwhile; OctoPrint
 # repeats the hello until an ok comes back.
@@ -84,9 +101,9 @@ HELLO_INTERVAL = 2.0
 POLL_INTERVAL = 5.0
 POLL_INTERVAL_HEATING = 2.0
 HEATING_ABOVE = 25.0
-# §5: "with Cap:AUTOREPORT_TEMP:1 the host sends M155 S<2>"; AUTOREPORT_SD_STATUS → M27 S1.
+# §5: "with Cap:AUTOREPORT_TEMP:1 the host sends M155 S<2>". SD status reports are asked for
+# only while an SD print runs (``SdStatusReporting``).
 AUTOREPORT_COMMAND = "M155 S2"
-SD_AUTOREPORT_COMMAND = "M27 S1"
 # §8: with BUSY_PROTOCOL the host sends M113 S<communicationBusy - 1> and waits communicationBusy.
 BUSY_PROTOCOL_COMMAND = "M113 S2"
 # §10.3: communication timeout without an ok, and the shorter one with the busy protocol.
@@ -151,6 +168,32 @@ class _Job:
     reader_wakeup: trio.Event = field(default_factory=trio.Event)
     read_error: str | None = None
 
+    @property
+    def filepos(self) -> int:
+        return self.streamer.filepos
+
+
+@dataclass
+class _SdJob:
+    """A print the firmware runs from its SD card; the host only starts, pauses and follows it."""
+
+    file: JobFile
+    reporting: SdStatusReporting
+    started_at: float = 0.0
+    request: str | None = None
+    filepos: int = 0
+    reported: int = 0
+    """The ``filepos`` of the last ``JobProgress``."""
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class _SdSelection:
+    """An ``M23`` on its way: who asked, and whether to print once the file is open."""
+
+    user: str | None
+    print_after: bool
+
 
 class PrinterLink:
     """One connection to a printer; ``nursery.start(run_printer_link, ...)`` returns it.
@@ -185,7 +228,10 @@ class PrinterLink:
         self._z = ZTracker()
         self._position = Position()
         self._position_for_job = False
-        self._job: _Job | None = None
+        self._job: _Job | _SdJob | None = None
+        self._sd = SdCard()
+        self._sd_selection: _SdSelection | None = None
+        self._sd_file: JobFile | None = None
         self._serve_scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
         self._stop: _Failure | None = None
@@ -299,6 +345,82 @@ class PrinterLink:
         """Start a paused job again from the beginning of its file: ``StateChanged(STARTING)``,
         ``JobStarted``, ``StateChanged(PRINTING)``."""
         self._request_job("restart", CommState.PAUSED)
+
+    # -- the SD card ---------------------------------------------------------------------------------
+
+    def select_sd_file(self, name: str, *, print_after: bool = False, user: str | None = None) -> None:
+        """Open ``name`` on the SD card for printing (``M23``); returns at once.
+
+        Once the firmware opened it: ``SdFileSelected`` (with ``user``), then with ``print_after``
+        the print starts as ``start_sd_print`` describes. A file the firmware cannot open gives
+        no event. Raises ``PrinterNotOperational`` unless operational, idle and with a card, else
+        as ``send_command``.
+        """
+        self._require_sd_idle()
+        self.send_command(f"M23 {name}")
+        self._sd_selection = _SdSelection(user, print_after)
+
+    def start_sd_print(self) -> None:
+        """Print the file selected on the SD card from its beginning (``M26 S0``, ``M24``).
+
+        Events: ``StateChanged(STARTING)``, ``JobStarted`` (origin ``sdcard``),
+        ``StateChanged(PRINTING)``, ``JobProgress`` as the firmware reports its position (``M27``,
+        autoreported or polled every second), and when the firmware says ``Done printing file``:
+        ``JobProgress`` at the end of the file, ``StateChanged(FINISHING)``, ``JobFinished``,
+        ``StateChanged(OPERATIONAL)``. ``pause``, ``resume``, ``cancel`` and ``restart`` work as
+        for a streamed job. Raises ``PrinterNotOperational`` without a selected SD file or
+        unless operational and idle.
+        """
+        self._require_sd_idle()
+        if self._sd_file is None or self._nursery is None:
+            raise PrinterNotOperational("No file selected on the SD card")
+        job = _SdJob(self._sd_file, SdStatusReporting(self._capabilities))
+        self._job = job
+        self._nursery.start_soon(self._run_sd_job, job)
+
+    def init_sd(self) -> None:
+        """Ask the firmware to mount its card (``M21``); ``SdStateChanged`` and ``SdFilesListed``
+        follow when it reports a card it had not reported before. Errors as ``send_command``."""
+        self.send_command("M21")
+
+    def refresh_sd(self) -> None:
+        """List the card's files again (``M20``): ``SdFilesListed``. Errors as ``send_command``."""
+        self.send_command(self._sd_list_command())
+
+    async def release_sd(self) -> None:
+        """Release the card (``M22``): ``SdStateChanged(False)`` at once, as OctoPrint does, since
+        firmware sends nothing a host could wait for. Errors as ``send_command``."""
+        self.send_command("M22")
+        if (report := self._sd.release()) is not None:
+            await self._emit(SdStateChanged(report.ready))
+
+    def delete_sd_file(self, name: str) -> None:
+        """Delete ``name`` from the SD card (``M30``), then list the card again (``SdFilesListed``).
+
+        Raises ``PrinterNotOperational`` unless operational, idle and with a card, else as
+        ``send_command``.
+        """
+        self._require_sd_idle()
+        self.send_command(f"M30 {name}")
+        if self._sd_file is not None and self._sd_file.path == name:
+            self._sd_file = None
+        self._list_sd_files()
+
+    def _require_sd_idle(self) -> None:
+        self._require_operational()
+        if self._state is not CommState.OPERATIONAL or self._job is not None:
+            raise PrinterNotOperational("Printer is already printing")
+        if not self._sd.ready:
+            raise PrinterNotOperational("The SD card is not ready")
+
+    def _sd_list_command(self) -> str:
+        # §6: EXTENDED_M20 firmware adds long names to the list with M20 L.
+        return "M20 L" if self._capabilities.get("EXTENDED_M20", False) else "M20"
+
+    def _list_sd_files(self) -> None:
+        # The link's own listings (on connect, when a card comes, after a delete) are never refused.
+        self._host.enqueue(self._sd_list_command(), bounded=False)
+        self._writer_wakeup.set()
 
     def _request_job(self, request: str, *allowed: CommState) -> None:
         job = self._job
@@ -452,6 +574,7 @@ class PrinterLink:
                     self._act(name)
                 case _:
                     await self._emit(FirmwareMessage(line))
+                    await self._handle_sd_line(line)
         # Only now: the job task must see what this line reported (the M114 position of a pause).
         self._job_wakeup.set()
 
@@ -529,6 +652,9 @@ class PrinterLink:
             self._timeout = COMMUNICATION_TIMEOUT_BUSY
             self._timeout_changed.set()
         self._enable_autoreports()
+        if self._sd.ready:
+            # §4: the file list follows the autoreports.
+            self._list_sd_files()
         if self._capabilities.get("AUTOREPORT_TEMP", False):
             return
         while True:
@@ -540,12 +666,9 @@ class PrinterLink:
             await trio.sleep(POLL_INTERVAL_HEATING if heating else POLL_INTERVAL)
 
     def _enable_autoreports(self) -> None:
-        # §5: autoreport what the firmware offers; SD status polling is only for SD prints, which
-        # this host does not start.
+        # §5: autoreport what the firmware offers; SD status reports only while an SD print runs.
         if self._capabilities.get("AUTOREPORT_TEMP", False):
             self._host.enqueue(AUTOREPORT_COMMAND, bounded=False)
-        if self._capabilities.get("AUTOREPORT_SD_STATUS", False):
-            self._host.enqueue(SD_AUTOREPORT_COMMAND, bounded=False)
         self._writer_wakeup.set()
 
     async def _watch_timeouts(self) -> None:
@@ -755,8 +878,138 @@ class PrinterLink:
         await self._emit(JobFinished(trio.current_time() - job.started_at))
         await self._set_state(CommState.OPERATIONAL)
 
-    def _job_failed(self, job: _Job, error: str) -> JobFailed:
-        return JobFailed(error, job.streamer.filepos, trio.current_time() - job.started_at)
+    def _job_failed(self, job: _Job | _SdJob, error: str) -> JobFailed:
+        return JobFailed(error, job.filepos, trio.current_time() - job.started_at)
+
+    # -- SD card prints -------------------------------------------------------------------------------------
+
+    async def _handle_sd_line(self, line: str) -> None:
+        job = self._job if isinstance(self._job, _SdJob) else None
+        match self._sd.receive_line(line):
+            case SdReady(ready):
+                await self._emit(SdStateChanged(ready))
+                if ready and self._operational:
+                    self._list_sd_files()
+            case SdListed(files):
+                await self._emit(SdFilesListed(files))
+            case SdOpened(name, size):
+                selection, self._sd_selection = self._sd_selection, None
+                self._sd_file = JobFile(name, name, "sdcard", size)
+                await self._emit(SdFileSelected(self._sd_file, selection.user if selection else None))
+                if selection is not None and selection.print_after:
+                    with contextlib.suppress(PrinterNotOperational):
+                        self.start_sd_print()
+            case SdOpenFailed():
+                self._sd_selection = None
+            case SdProgress(pos) if job is not None:
+                job.filepos = pos
+            case SdDone() if job is not None:
+                job.done = True
+
+    async def _run_sd_job(self, job: _SdJob) -> None:
+        """The SD job task: runs in the connection's nursery, so it ends with the connection.
+
+        Cancellation (the connection ended) leaves ``self._job`` set, so that the connection's end
+        can report the job as failed.
+        """
+        async with trio.open_nursery() as nursery:
+            if not job.reporting.autoreport:
+                nursery.start_soon(self._poll_sd_status)
+            await self._start_sd_job(job)
+            await self._drive_sd_job(job)
+            nursery.cancel_scope.cancel()
+
+    async def _poll_sd_status(self) -> None:
+        """§5: without SD status autoreport, ``M27`` every ``SD_STATUS_INTERVAL`` while printing."""
+        while True:
+            await trio.sleep(SD_STATUS_INTERVAL)
+            # Commands still waiting mean the firmware is busy (a heat-up the file started): skip
+            # this poll rather than pile up M27s behind them.
+            if self._state is CommState.PRINTING and self._host.queued == 0:
+                self._host.enqueue(SD_STATUS_POLL)
+                self._writer_wakeup.set()
+
+    def _send_sd_commands(self, *commands: str) -> None:
+        for command in commands:
+            self._host.enqueue(command, bounded=False)
+        self._writer_wakeup.set()
+
+    async def _start_sd_job(self, job: _SdJob) -> None:
+        await self._set_state(CommState.STARTING)
+        await self._emit(JobStarted(job.file))
+        job.started_at = trio.current_time()
+        job.filepos = job.reported = 0
+        job.done = False
+        # The file may have been printed or paused before: start at its first byte.
+        self._send_sd_commands("M26 S0", "M24", *job.reporting.start())
+        await self._set_state(CommState.PRINTING)
+
+    async def _drive_sd_job(self, job: _SdJob) -> None:
+        """Follow requests and the firmware's reports until the job is finished or cancelled."""
+        while True:
+            await self._job_wakeup.wait()
+            self._job_wakeup = trio.Event()
+            request, job.request = job.request, None
+            if request == "cancel":
+                await self._cancel_sd_job(job)
+                return
+            if request == "pause" and self._state is CommState.PRINTING:
+                await self._pause_sd_job(job)
+            elif request == "resume" and self._state is CommState.PAUSED:
+                await self._set_state(CommState.RESUMING)
+                await self._emit(JobResumed())
+                self._send_sd_commands("M24", *job.reporting.start())
+                await self._set_state(CommState.PRINTING)
+            elif request == "restart" and self._state is CommState.PAUSED:
+                await self._start_sd_job(job)
+            if self._state is CommState.PRINTING and job.done:
+                await self._finish_sd_job(job)
+                return
+            if job.filepos != job.reported:
+                await self._report_sd_progress(job, job.filepos)
+
+    async def _report_sd_progress(self, job: _SdJob, filepos: int) -> None:
+        job.reported = filepos
+        await self._emit(JobProgress(filepos, trio.current_time() - job.started_at))
+
+    async def _pause_sd_job(self, job: _SdJob) -> None:
+        # M25 stops the firmware reading the file; then, as for a streamed job (§10.4), M400 and
+        # M114 for the position to report.
+        await self._set_state(CommState.PAUSING)
+        self._position_for_job = True
+        self._send_sd_commands("M25", *job.reporting.stop(), "M400", "M114")
+        await self._until_idle()
+        self._position_for_job = False
+        # A cancel that came meanwhile is handled by the next round of the job loop.
+        self._job_wakeup.set()
+        await self._emit(JobPaused(self._position, job.filepos))
+        await self._emit(PositionReported(self._position, "pause"))
+        await self._set_state(CommState.PAUSED)
+
+    async def _cancel_sd_job(self, job: _SdJob) -> None:
+        await self._emit(JobCancelling())
+        await self._set_state(CommState.CANCELLING)
+        # M108 ends a heat-up the file started; then OctoPrint's SD cancel, M25 and M26 S0 (the
+        # firmware forgets where it was), and the after-cancel script (§10.4).
+        self._host.send_now("M108")
+        self._send_sd_commands("M25", "M26 S0", *job.reporting.stop(), *AFTER_CANCEL_SCRIPT)
+        await self._until_idle()
+        self._job = None
+        await self._emit(JobCancelled(Position(), job.filepos, trio.current_time() - job.started_at))
+        await self._set_state(CommState.OPERATIONAL)
+
+    async def _finish_sd_job(self, job: _SdJob) -> None:
+        end = job.file.size or job.filepos
+        if job.reported != end:
+            # The last report may have come before the end of the file: the progress ends at 100 %.
+            await self._report_sd_progress(job, end)
+        # §10.4: M400 on entering Finishing.
+        await self._set_state(CommState.FINISHING)
+        self._send_sd_commands(*job.reporting.stop(), "M400")
+        await self._until_idle()
+        self._job = None
+        await self._emit(JobFinished(trio.current_time() - job.started_at))
+        await self._set_state(CommState.OPERATIONAL)
 
     # -- events ---------------------------------------------------------------------------------------------
 
@@ -793,7 +1046,8 @@ async def run_printer_link(
     ``StateChanged`` OPEN_SERIAL, CONNECTING, OPERATIONAL, ``Connected``, ``FirmwareInfo``, and for
     every line ``TerminalLine`` (``Send: ...``/``Recv: ...``), ``FirmwareMessage`` (anything but a
     plain ``ok``), ``TemperatureReport``, ``PositionReported``, ``ActionCommand``, ``PrinterReset``;
-    the job events as ``PrinterLink.start_print`` describes. Keep the receive end open while the
+    ``SdStateChanged`` and ``SdFilesListed`` as the firmware reports its SD card; the job events as
+    ``PrinterLink.start_print`` and ``start_sd_print`` describe. Keep the receive end open while the
     link runs: a closed receiver makes sends fail with ``trio.BrokenResourceError``. The caller owns
     ``events``.
 
@@ -937,6 +1191,30 @@ class PrinterService:
     def restart(self) -> None:
         """See ``PrinterLink.restart``."""
         self._current().restart()
+
+    def select_sd_file(self, name: str, *, print_after: bool = False, user: str | None = None) -> None:
+        """See ``PrinterLink.select_sd_file``."""
+        self._current().select_sd_file(name, print_after=print_after, user=user)
+
+    def start_sd_print(self) -> None:
+        """See ``PrinterLink.start_sd_print``."""
+        self._current().start_sd_print()
+
+    def init_sd(self) -> None:
+        """See ``PrinterLink.init_sd``."""
+        self._current().init_sd()
+
+    def refresh_sd(self) -> None:
+        """See ``PrinterLink.refresh_sd``."""
+        self._current().refresh_sd()
+
+    def delete_sd_file(self, name: str) -> None:
+        """See ``PrinterLink.delete_sd_file``."""
+        self._current().delete_sd_file(name)
+
+    async def release_sd(self) -> None:
+        """See ``PrinterLink.release_sd``."""
+        await self._current().release_sd()
 
     def _current(self) -> PrinterLink:
         if self._link is None or self._link.ended.is_set():

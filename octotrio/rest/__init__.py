@@ -2,7 +2,7 @@
 
 from octotrio.http import Router
 
-from . import _connection, _files, _job, _printer, _server_info
+from . import _connection, _files, _job, _printer, _sdcard, _server_info
 from ._access import AccessEndpoints as AccessEndpoints
 from ._auth import AccessAuthenticator as AccessAuthenticator
 from ._common import ApiError as ApiError
@@ -28,5 +28,5 @@ def add_rest_routes(
     server information endpoints are added."""
     _server_info.add_routes(router, authenticator)
     if services is not None:
-        for module in (_connection, _printer, _job, _files):
+        for module in (_connection, _printer, _job, _files, _sdcard):
             module.add_routes(router, authenticator, services)

@@ -34,6 +34,7 @@ from ._commands import command_body, is_true
 from ._common import ApiError, Authenticator, Call, Created, authorize, endpoint, send_json
 from ._job import start_selected
 from ._multipart import MultipartError, MultipartParser, PartData, PartStart
+from ._sdcard import sd_entries
 from ._services import RestServices
 
 MAX_FIELD_BYTES = 64 * 1024
@@ -96,7 +97,8 @@ def job_file(stored: StoredFile) -> JobFile:
 async def get_files(services: RestServices, call: Call) -> object:
     free, total = await services.files.usage()
     entries = await services.files.list_files()
-    return {"files": [_entry(call, entry) for entry in entries], "free": free, "total": total}
+    files = [*(_entry(call, entry) for entry in entries), *sd_entries(services, call)]
+    return {"files": files, "free": free, "total": total}
 
 
 def _not_found(path: str) -> ApiError:

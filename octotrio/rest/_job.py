@@ -39,7 +39,10 @@ def start_selected(services: RestServices) -> None:
     if selected is None:
         raise ApiError(409, "No file selected, cannot start a print job")
     with printer_errors():
-        services.printer.start_print(selected.file, services.files.local_path(selected.file.path))
+        if selected.file.origin == "sdcard":
+            services.printer.start_sd_print()
+        else:
+            services.printer.start_print(selected.file, services.files.local_path(selected.file.path))
 
 
 async def post_job(services: RestServices, call: Call) -> object:

@@ -79,7 +79,7 @@ async def get_printer(services: RestServices, call: Call) -> object:
             raise ApiError(400, "limit must not be negative")
     result: JSONObject = {}
     if "sd" not in exclude:
-        result["sd"] = {"ready": False}
+        result["sd"] = {"ready": services.model.sd_ready}
     if "state" not in exclude:
         result["state"] = services.model.state_payload()
     if "temperature" not in exclude:

@@ -42,6 +42,9 @@ from octotrio.printer import (
     PrinterEvent,
     PrinterReset,
     ResendStatsChanged,
+    SdFileSelected,
+    SdFilesListed,
+    SdStateChanged,
     StateChanged,
     TemperatureReport,
     TerminalLine,
@@ -155,6 +158,16 @@ class Aggregator:
             case ActionCommand(name="notification", params=params):
                 # //action:notification <text> → plugin action_command_notification (§3.6).
                 hub.publish_plugin("action_command_notification", {"message": params})
+            case SdStateChanged(ready=ready):
+                model.sd_ready = ready
+                if not ready:
+                    model.sd_files = ()
+            case SdFilesListed(files=files):
+                # OctoPrint fires UpdatedFiles for every SD listing (the last event of §9.7 connect).
+                model.sd_files = files
+                hub.publish_event("UpdatedFiles", {"type": "printables"})
+            case SdFileSelected(file=file, user=user):
+                self._select(SelectedJob(file, user, None))
             case PositionReported(position=position, reason=None):
                 # Pause positions come with JobPaused (to keep §9.7's order); cancel positions are
                 # not logged by OctoPrint's defaults. A plain M114 reply is reported as it comes.
@@ -242,16 +255,20 @@ class Aggregator:
                 self._file_event("FileRemoved", path, name, "remove")
                 hub.publish_event("UpdatedFiles", {"type": "printables"})
             case FileSelected(file=file, user=user, analysis=analysis):
-                model.selected = SelectedJob(file, user, analysis)
-                model.ever_selected = True
-                self._job_file = file
-                model.progress = empty_progress()
-                model.current_z = None
-                hub.publish_event("FileSelected", self._job_payload())
+                self._select(SelectedJob(file, user, analysis))
             case FileDeselected():
                 self._deselect()
             case OffsetsChanged(offsets=offsets):
                 model.offsets.update(offsets)
+
+    def _select(self, selected: SelectedJob) -> None:
+        model = self.model
+        model.selected = selected
+        model.ever_selected = True
+        self._job_file = selected.file
+        model.progress = empty_progress()
+        model.current_z = None
+        self.hub.publish_event("FileSelected", self._job_payload())
 
     def _job_payload(self, **extra: object) -> JSONObject:
         """The base payload of job events (§9.4), then ``extra``, then ``owner`` and ``user``.
@@ -313,6 +330,7 @@ class Aggregator:
         ``firmware_check {"type":"update"}`` that follows is not sent: octotrio has no firmware check."""
         model = self.model
         model.connected = False
+        model.sd_ready, model.sd_files = False, ()
         model.port = model.baudrate = None
         model.resend_count = model.transmitted = 0
         model.targets.clear()

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from octotrio.printer import JOB_STATES, CommState, JobFile, Reading
+from octotrio.printer import JOB_STATES, CommState, JobFile, Reading, SdFile
 
 JSONObject = dict[str, Any]
 
@@ -34,6 +34,12 @@ STATE_TEXTS: dict[CommState, str] = {
     CommState.CLOSED_WITH_ERROR: "Offline after error",
 }
 
+SD_STATE_TEXTS: dict[CommState, str] = {
+    CommState.STARTING: "Starting print from SD",
+    CommState.PRINTING: "Printing from SD",
+}
+"""Where the text differs while the selected file is on the SD card (octoprint-push.md §8.1)."""
+
 _OPERATIONAL = JOB_STATES | {CommState.OPERATIONAL, CommState.TRANSFERING_FILE}
 # OctoPrint's "printing" flag is off while paused; "ready" is off while any job state lasts.
 _PRINTING = JOB_STATES - {CommState.PAUSED}
@@ -54,8 +60,9 @@ MARKINGS_LIMIT = 500
 """Hard cap on markings besides the time cutoff; each is repeated in every ``current``."""
 
 
-def state_flags(state: CommState) -> dict[str, bool]:
-    """The 11 ``state.flags``, derived as OctoPrint derives them (octoprint-push.md §8.1).
+def state_flags(state: CommState, *, sd_ready: bool = False) -> dict[str, bool]:
+    """The 11 ``state.flags``, derived as OctoPrint derives them (octoprint-push.md §8.1);
+    ``sd_ready`` is whether the firmware reported an SD card.
 
     Deviation, on purpose: ``error`` is true in "Offline after error" too (OctoPrint reports
     false there because its connection object is gone; quirk Q3).
@@ -72,7 +79,7 @@ def state_flags(state: CommState) -> dict[str, bool]:
         "error": state in _ERROR,
         "paused": state is CommState.PAUSED,
         "ready": operational and state not in JOB_STATES,
-        "sdReady": False,
+        "sdReady": sd_ready,
     }
 
 
@@ -204,6 +211,9 @@ class PrinterModel:
     state: CommState = CommState.OFFLINE
     error: str = ""
     connected: bool = False
+    sd_ready: bool = False
+    sd_files: tuple[SdFile, ...] = ()
+    """The SD card's files, as the firmware listed them last (empty without a card)."""
     port: str | None = None
     baudrate: int | None = None
     selected: SelectedJob | None = None
@@ -222,6 +232,8 @@ class PrinterModel:
 
     @property
     def state_text(self) -> str:
+        if self.selected is not None and self.selected.file.origin == "sdcard":
+            return SD_STATE_TEXTS.get(self.state, STATE_TEXTS[self.state])
         return STATE_TEXTS[self.state]
 
     @property
@@ -311,7 +323,11 @@ class PrinterModel:
             self.markings.popleft()
 
     def state_payload(self) -> JSONObject:
-        return {"text": self.state_text, "flags": state_flags(self.state), "error": self.error}
+        return {
+            "text": self.state_text,
+            "flags": state_flags(self.state, sd_ready=self.sd_ready),
+            "error": self.error,
+        }
 
     def resends_payload(self) -> JSONObject:
         ratio = int(100 * self.resend_count / self.transmitted) if self.transmitted else 0

@@ -10,6 +10,7 @@ from ._cli import add_arguments as add_arguments
 from ._cli import faults_argument as faults_argument
 from ._cli import main_from_args as main_from_args
 from ._cli import positive_int as positive_int
+from ._cli import sd_file_argument as sd_file_argument
 from ._cli import serve_virtual_printer_forever as serve_virtual_printer_forever
 from ._firmware import RECOVERABLE_FAULTS as RECOVERABLE_FAULTS
 from ._firmware import Fault as Fault

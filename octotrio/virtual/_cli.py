@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from functools import partial
+from pathlib import Path
 from typing import TextIO
 
 import trio
 
-from ._firmware import Fault, FaultOptions, FirmwareOptions, parse_faults
+from ._firmware import SD_CARD_CAPACITY, Fault, FaultOptions, FirmwareOptions, parse_faults
 from ._pty import run_virtual_printer
 
 FAULTS_HELP = (
@@ -31,6 +32,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-autoreport",
         action="store_true",
         help="do not offer temperature autoreporting (M155), so hosts poll with M105",
+    )
+    parser.add_argument(
+        "--no-sd-autoreport",
+        action="store_true",
+        help="do not offer SD status autoreporting (M27 S<n>), so hosts poll M27 while SD printing",
+    )
+    parser.add_argument(
+        "--sd-file",
+        type=sd_file_argument,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="put a copy of the file at PATH on the SD card, under its file name (repeatable)",
     )
     parser.add_argument(
         "--time-scale",
@@ -62,6 +76,19 @@ def faults_argument(text: str) -> FaultOptions:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+def sd_file_argument(text: str) -> tuple[str, bytes]:
+    """``--sd-file PATH`` as an argparse type: the file's name and contents, read at once; a file
+    that cannot be read or does not fit on the card is a usage error."""
+    path = Path(text)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {text}: {exc.strerror}") from exc
+    if len(data) > SD_CARD_CAPACITY:
+        raise argparse.ArgumentTypeError(f"{text} is larger than the SD card ({SD_CARD_CAPACITY} bytes)")
+    return path.name, data
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -79,7 +106,11 @@ def _positive_float(text: str) -> float:
 def options_from_args(args: argparse.Namespace) -> FirmwareOptions:
     """The firmware options the parsed command line asks for."""
     return FirmwareOptions(
-        autoreport_temp=not args.no_autoreport, time_scale=args.time_scale, faults=args.faults
+        autoreport_temp=not args.no_autoreport,
+        autoreport_sd_status=not args.no_sd_autoreport,
+        sd_files=dict(args.sd_file),
+        time_scale=args.time_scale,
+        faults=args.faults,
     )
 
 

@@ -133,6 +133,10 @@ class FirmwareOptions:
     """°C the heaters start at and cool down to (§11.2)."""
     autoreport_temp: bool = True
     """Offer ``Cap:AUTOREPORT_TEMP:1`` and ``M155``; False makes hosts take the ``M105`` polling path."""
+    autoreport_sd_status: bool = True
+    """Offer ``Cap:AUTOREPORT_SD_STATUS:1`` and ``M27 S<n>``; False makes hosts poll ``M27``."""
+    sd_files: Mapping[str, bytes] = field(default_factory=dict)
+    """Files on the SD card at start, by name (names are lower-cased, as ``M23`` looks them up)."""
     send_wait: bool = True
     """Send ``wait`` every second while idle (§11.1)."""
     time_scale: float = 1.0
@@ -201,7 +205,8 @@ class VirtualMarlin:
         self._swallow_oks = 0
         self._awol = False
         self._executed: list[str] = []
-        self._sd_files: dict[str, bytes] = {}
+        self._sd_files = {name.lower(): data for name, data in self.options.sd_files.items()}
+        self._sd_mounted = True
         self._sd_selected: str | None = None
         self._sd_position = 0
         self._sd_printing = False
@@ -248,6 +253,7 @@ class VirtualMarlin:
             "G92": self._set_position,
             "M20": self._list_sd,
             "M21": self._init_sd,
+            "M22": self._release_sd,
             "M23": self._select_sd_file,
             "M24": self._start_sd_print,
             "M25": self._pause_sd_print,
@@ -269,6 +275,7 @@ class VirtualMarlin:
             "M190": self._wait_bed_temperature,
             "M220": self._set_feedrate_percent,
             "M400": self._finish_moves,
+            "M524": self._abort_sd_print,
         }
         if self.options.autoreport_temp:
             self._handlers["M155"] = self._set_autoreport
@@ -798,7 +805,7 @@ class VirtualMarlin:
         self._send("FIRMWARE_NAME:Virtual Marlin 1.0 PROTOCOL_VERSION:1.0")
         capabilities = {
             "AUTOREPORT_TEMP": self.options.autoreport_temp,
-            "AUTOREPORT_SD_STATUS": False,
+            "AUTOREPORT_SD_STATUS": self.options.autoreport_sd_status,
             "AUTOREPORT_POS": False,
             "EMERGENCY_PARSER": True,
             "EXTENDED_M20": False,
@@ -814,7 +821,17 @@ class VirtualMarlin:
 
     # -- SD card (§7) ----------------------------------------------------------------------------------
 
+    def _without_card(self) -> bool:
+        """True (and the error sent) when no card is mounted (after ``M22``)."""
+        if self._sd_mounted:
+            return False
+        self._send("echo:No SD card")
+        self._send_ok()
+        return True
+
     def _list_sd(self, command: Command) -> None:
+        if self._without_card():
+            return
         self._send("Begin file list")
         for name, data in self._sd_files.items():
             self._send(f"{name} {len(data)}")
@@ -822,7 +839,13 @@ class VirtualMarlin:
         self._send_ok()
 
     def _init_sd(self, command: Command) -> None:
+        self._sd_mounted = True
         self._send("SD card ok")
+        self._send_ok()
+
+    def _release_sd(self, command: Command) -> None:
+        self._sd_mounted = False
+        self._sd_selected, self._sd_printing = None, False
         self._send_ok()
 
     def _sd_status(self) -> str:
@@ -831,7 +854,7 @@ class VirtualMarlin:
         return f"SD printing byte {self._sd_position}/{len(self._sd_files[self._sd_selected])}"
 
     def _report_sd(self, command: Command) -> None:
-        interval = command.param("S")
+        interval = command.param("S") if self.options.autoreport_sd_status else None
         if interval is not None:
             # M27 S<n>: report every n seconds, 0 turns it off.
             self._sd_report_interval = max(0.0, interval)
@@ -841,6 +864,8 @@ class VirtualMarlin:
         self._send_ok()
 
     def _select_sd_file(self, command: Command) -> None:
+        if self._without_card():
+            return
         name = command.argument_text.strip().lower()
         if name in self._sd_files:
             self._sd_selected, self._sd_position, self._sd_printing = name, 0, False
@@ -856,6 +881,11 @@ class VirtualMarlin:
 
     def _pause_sd_print(self, command: Command) -> None:
         self._sd_printing = False
+        self._send_ok()
+
+    def _abort_sd_print(self, command: Command) -> None:
+        # M524: stop the SD print and close the file, so M24 cannot resume it.
+        self._sd_selected, self._sd_printing, self._sd_position = None, False, 0
         self._send_ok()
 
     def _set_sd_position(self, command: Command) -> None:
