@@ -29,7 +29,7 @@ from octotrio.state import SessionView, StateHub
 from octotrio.state._hub import Broadcast
 
 from ._client_messages import Auth, ClientMessage, Ignored, SetThrottle, Subscribe, parse_client_message
-from ._messages import ServerInfo, encode_current, encode_message, history_for, reauth_required
+from ._messages import ServerInfo, encode_current, encode_history, encode_message, reauth_required
 from ._ratelimit import LogLimiter, PushRateLimiter
 from ._subscription import DEFAULT_SUBSCRIPTION, Subscription
 
@@ -149,11 +149,15 @@ class PushSession:
             view = self.view
             view.tick_number, view.temps_seq = fresh.tick_number, fresh.temps_seq
             view.logs_seq, view.messages_seq = fresh.logs_seq, fresh.messages_seq
-            terminal = self.principal.has("MONITOR_TERMINAL")
-            payload = history_for(
-                history, terminal=terminal, logs=self.subscription.logs, messages=self.subscription.messages
+            self.outbox.append(
+                encode_history(
+                    history,
+                    self.hub.wall_clock(),
+                    terminal=self.principal.has("MONITOR_TERMINAL"),
+                    logs=self.subscription.logs,
+                    messages=self.subscription.messages,
+                )
             )
-            self.outbox.append(encode_message("history", payload))
             self.history_sent = True
         if not self.registered:
             self.registered = True
