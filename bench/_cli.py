@@ -170,7 +170,9 @@ async def run_storm(args: argparse.Namespace, logs: Path) -> list[dict[str, Any]
         return rows
     for name, factory in servers(args, logs):
         async with run_firmware(report_interval=ACTIVITY_INTERVAL) as firmware:
-            rows += await measure_storm(name, args.storm_clients, partial(factory, firmware.path))
+            rows += await measure_storm(
+                name, args.storm_clients, partial(factory, firmware.path), args.client_procs
+            )
             print(_report.format_rows("storm", rows[-2:]), flush=True)
     return rows
 

@@ -7,6 +7,8 @@ import platform
 from dataclasses import dataclass
 from typing import Any
 
+import trio
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 """Units of ``utime``/``stime`` in ``/proc/<pid>/stat``."""
 
@@ -96,3 +98,19 @@ def tcp_connection_state(local_port: int, remote_port: int) -> str | None:
             if int(local.split(":")[1], 16) == local_port and int(remote.split(":")[1], 16) == remote_port:
                 return states.get(state, state)
     return None
+
+
+CPU_TRACE_INTERVAL = 0.1
+"""Seconds between samples of :func:`trace_cpu`: fine enough for phases of a few seconds."""
+
+
+async def trace_cpu(pid: int, into: list[tuple[float, float]]) -> None:
+    """Append ``(trio.current_time(), CPU seconds)`` of process ``pid`` to ``into`` every
+    :data:`CPU_TRACE_INTERVAL` until the process is gone; cancel it to stop earlier."""
+    while True:
+        try:
+            cpu = sample_process(pid).cpu_seconds
+        except (FileNotFoundError, ProcessLookupError):
+            return
+        into.append((trio.current_time(), cpu))
+        await trio.sleep(CPU_TRACE_INTERVAL)

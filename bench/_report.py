@@ -50,6 +50,8 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
         ("within_5s", "within 5 s", "d"),
         ("history_p50_s", "p50 s", ".2f"),
         ("history_max_s", "max s", ".2f"),
+        ("server_cpu", "server CPU %", "pct"),
+        ("client_cpu", "client CPU %", "pct"),
     ],
 }
 
