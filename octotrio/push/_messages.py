@@ -7,6 +7,7 @@ Every message is a JSON object with exactly one key, ``{"<type>": <payload>}``. 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import platform
@@ -31,6 +32,11 @@ class ServerInfo:
 
     octotrio_version: str
     debug: bool = False
+
+    @functools.cached_property
+    def connected_message(self) -> str:
+        """The encoded ``connected`` message: the same for every client, so encoded once."""
+        return encode_message("connected", self.connected_payload())
 
     def connected_payload(self) -> JSONObject:
         config_hash = hashlib.md5(f"octotrio:{self.octotrio_version}".encode(), usedforsecurity=False)

@@ -325,7 +325,7 @@ async def serve_push_session(
     session = PushSession(connection, hub, server, access)
     address = connection.remote_address
     try:
-        await connection.send([encode_message("connected", server.connected_payload())])
+        await connection.send([server.connected_message])
         hub.publish_event("ClientOpened", {"remoteAddress": address}, origin=session, urgent=False)
         if session.principal.has("STATUS"):
             session.register()  # guests hold STATUS: registered without auth (§2.1)
