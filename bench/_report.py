@@ -45,6 +45,7 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
     "storm": [
         ("server", "server", "s"),
         ("case", "case", "s"),
+        ("up_s", "warm-up s", ".0f"),
         ("clients", "N", "d"),
         ("got_history", "got history", "d"),
         ("within_5s", "within 5 s", "d"),

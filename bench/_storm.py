@@ -28,12 +28,15 @@ async def measure_storm(
     name: str,
     count: int,
     start_server: Callable[[int], AbstractAsyncContextManager[Server]],
+    *,
     processes: int = 1,
+    warmup: float = 0.0,
 ) -> list[dict[str, Any]]:
-    """Two rows: ``count`` clients (over ``processes`` client processes) connecting at once,
-    then reconnecting after a restart. Each row has the server's CPU share and the busiest client
-    process's during its phase (until the last client had ``history``): a client process near
-    100 % would mean the clients, not the server, set the pace."""
+    """Two rows: ``count`` clients (over ``processes`` client processes) connecting at once to a
+    server that has run ``warmup`` seconds (its history grows meanwhile), then reconnecting after
+    a restart. Each row has the server's CPU share and the busiest client process's during its
+    phase (until the last client had ``history``): a client process near 100 % would mean the
+    clients, not the server, set the pace."""
     port = free_port()
     servers: list[list[tuple[float, float]]] = [[], []]
     async with AsyncExitStack() as outer:
@@ -41,6 +44,7 @@ async def measure_storm(
         first = AsyncExitStack()
         server = await first.enter_async_context(start_server(port))
         _trace_server(tracers, server, servers[0])
+        await trio.sleep(warmup)  # the printer reports temperatures meanwhile: history grows
         pool = await outer.enter_async_context(
             open_clients(
                 server,
@@ -71,8 +75,8 @@ async def measure_storm(
         if any(t > stopped_at for t in c["history_times"])
     ]
     return [
-        _row(name, "at once", count, initial, connect.started, servers[0], clients),
-        _row(name, "after restart", count, again, second.listening_at, servers[1], clients),
+        {**_row(name, "at once", count, initial, connect.started, servers[0], clients), "up_s": warmup},
+        {**_row(name, "after restart", count, again, second.listening_at, servers[1], clients), "up_s": 0.0},
     ]
 
 
