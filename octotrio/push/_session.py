@@ -92,6 +92,10 @@ class PushSession:
         self.events_lost = 0
         self.outbox: list[str] = []
         self.view: SessionView = hub.open_view()[1]
+        self.identity = object()
+        """The ``origin`` of this session's own broadcasts, which it must not get (§2.1). Not the
+        session itself: the events journal outlives it, and would keep a session whose client
+        left (and what it had queued) in memory until 16384 more events were published."""
         self._wake = trio.Event()
         self._drained = trio.Event()
         self._lifecycle_queued = 0
@@ -111,7 +115,7 @@ class PushSession:
     def route(self, item: Broadcast) -> None:
         """Deliver one broadcast to the outbox, keep it in the backlog, or drop it (§5)."""
         principal = self.principal
-        if item.origin is self:
+        if item.origin is self.identity:
             return
         if item.kind == "event" and item.name in ADMIN_ONLY_EVENTS and not principal.has("ADMIN"):
             return
@@ -207,7 +211,7 @@ class PushSession:
         self.hub.publish_event(
             "ClientAuthed",
             {"username": user, "remoteAddress": self.connection.remote_address},
-            origin=self,
+            origin=self.identity,
             urgent=False,  # lifecycle: held by the sessions (LIFECYCLE_HOLD)
         )
 
@@ -326,7 +330,7 @@ async def serve_push_session(
     address = connection.remote_address
     try:
         await connection.send([server.connected_message])
-        hub.publish_event("ClientOpened", {"remoteAddress": address}, origin=session, urgent=False)
+        hub.publish_event("ClientOpened", {"remoteAddress": address}, origin=session.identity, urgent=False)
         if session.principal.has("STATUS"):
             session.register()  # guests hold STATUS: registered without auth (§2.1)
         async with trio.open_nursery() as nursery:
@@ -338,4 +342,4 @@ async def serve_push_session(
     finally:
         session.detach(trio.current_time())
         hub.forget(session)
-        hub.publish_event("ClientClosed", {"remoteAddress": address}, origin=session, urgent=False)
+        hub.publish_event("ClientClosed", {"remoteAddress": address}, origin=session.identity, urgent=False)

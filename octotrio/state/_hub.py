@@ -50,8 +50,9 @@ class Broadcast:
     session needs to filter it by permission and subscription without decoding it.
 
     ``kind`` is the message type (``event``, ``plugin``, ``slicingProgress``, ``renderProgress``,
-    ``timelapse``); ``name`` the event type or plugin id; ``origin`` a session that must not get
-    it (``ClientOpened`` goes to the other sockets only, octoprint-push.md §2.1).
+    ``timelapse``); ``name`` the event type or plugin id; ``origin`` a token of the session that
+    must not get it (``ClientOpened`` goes to the other sockets only, octoprint-push.md §2.1): a
+    token, not the session, which the journal would keep alive.
     """
 
     kind: str
