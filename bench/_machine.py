@@ -51,13 +51,19 @@ class ProcessSample:
     threads: int
 
 
-def sample_process(pid: int) -> ProcessSample:
-    """Read ``/proc/<pid>``; raises ``FileNotFoundError`` once the process is gone."""
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds of process ``pid`` (readable until it has been reaped);
+    raises ``FileNotFoundError`` once it is gone."""
     with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
         # The command name (field 2) may contain spaces; fields after its ')' are fixed.
         fields = stat.read().rsplit(")", 1)[1].split()
     # utime and stime are fields 14 and 15 of stat(5), i.e. 11 and 12 after the name.
-    cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def sample_process(pid: int) -> ProcessSample:
+    """Read ``/proc/<pid>``; raises ``FileNotFoundError`` once the process is gone."""
+    cpu = cpu_seconds(pid)
     status: dict[str, str] = {}
     with open(f"/proc/{pid}/status", encoding="ascii") as status_file:
         for line in status_file:
@@ -109,7 +115,8 @@ async def trace_cpu(pid: int, into: list[tuple[float, float]]) -> None:
     :data:`CPU_TRACE_INTERVAL` until the process is gone; cancel it to stop earlier."""
     while True:
         try:
-            cpu = sample_process(pid).cpu_seconds
+            # Only the CPU: a process that exited but is not reaped yet has no memory figures.
+            cpu = cpu_seconds(pid)
         except (FileNotFoundError, ProcessLookupError):
             return
         into.append((trio.current_time(), cpu))

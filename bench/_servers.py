@@ -26,7 +26,7 @@ import httpx
 import trio
 import trio_websocket
 
-from bench._machine import sample_process
+from bench._machine import cpu_seconds
 from conformance import octoprint
 from conformance.octoprint import free_port as free_port
 
@@ -141,7 +141,7 @@ async def run_octotrio(
             while (match := re.search(rb"serving on http://127\.0\.0\.1:(\d+)", output)) is None:
                 output += await _read_line(process.stdout, buffer)
         server = Server("octotrio", int(match.group(1)), api_key, process, trio.current_time())
-        server.listening_cpu = sample_process(process.pid).cpu_seconds
+        server.listening_cpu = cpu_seconds(process.pid)
         await wait_operational(server)
         yield server
     finally:
@@ -200,7 +200,7 @@ async def run_octoprint(*, serial: str, port: int = 0, log_path: Path | None = N
                     try:
                         if (await http.get("/api/version")).status_code == 200:
                             server.listening_at = trio.current_time()
-                            server.listening_cpu = sample_process(process.pid).cpu_seconds
+                            server.listening_cpu = cpu_seconds(process.pid)
                             break
                     except httpx.TransportError:
                         pass
