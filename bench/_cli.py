@@ -79,6 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--client-procs", type=int, default=1, help="processes the clients are spread over (default 1)"
     )
     parser.add_argument("--storm-clients", type=int, default=1000, help="clients of the connect storm")
+    parser.add_argument(
+        "--storm-warmup",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="seconds the server runs before the storm, so that history holds that long of"
+        " temperatures at 10 a second (default 0: a fresh server)",
+    )
     parser.add_argument("--serial-window", type=float, default=5.0, help="seconds counted per serial case")
     parser.add_argument("--stall", type=float, default=60.0, help="seconds the slow client stops reading")
     parser.add_argument(
@@ -170,7 +178,13 @@ async def run_storm(args: argparse.Namespace, logs: Path) -> list[dict[str, Any]
         return rows
     for name, factory in servers(args, logs):
         async with run_firmware(report_interval=ACTIVITY_INTERVAL) as firmware:
-            rows += await measure_storm(name, args.storm_clients, partial(factory, firmware.path))
+            rows += await measure_storm(
+                name,
+                args.storm_clients,
+                partial(factory, firmware.path),
+                processes=args.client_procs,
+                warmup=args.storm_warmup,
+            )
             print(_report.format_rows("storm", rows[-2:]), flush=True)
     return rows
 

@@ -7,6 +7,8 @@ import platform
 from dataclasses import dataclass
 from typing import Any
 
+import trio
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 """Units of ``utime``/``stime`` in ``/proc/<pid>/stat``."""
 
@@ -49,13 +51,19 @@ class ProcessSample:
     threads: int
 
 
-def sample_process(pid: int) -> ProcessSample:
-    """Read ``/proc/<pid>``; raises ``FileNotFoundError`` once the process is gone."""
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds of process ``pid`` (readable until it has been reaped);
+    raises ``FileNotFoundError`` once it is gone."""
     with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
         # The command name (field 2) may contain spaces; fields after its ')' are fixed.
         fields = stat.read().rsplit(")", 1)[1].split()
     # utime and stime are fields 14 and 15 of stat(5), i.e. 11 and 12 after the name.
-    cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def sample_process(pid: int) -> ProcessSample:
+    """Read ``/proc/<pid>``; raises ``FileNotFoundError`` once the process is gone."""
+    cpu = cpu_seconds(pid)
     status: dict[str, str] = {}
     with open(f"/proc/{pid}/status", encoding="ascii") as status_file:
         for line in status_file:
@@ -96,3 +104,20 @@ def tcp_connection_state(local_port: int, remote_port: int) -> str | None:
             if int(local.split(":")[1], 16) == local_port and int(remote.split(":")[1], 16) == remote_port:
                 return states.get(state, state)
     return None
+
+
+CPU_TRACE_INTERVAL = 0.1
+"""Seconds between samples of :func:`trace_cpu`: fine enough for phases of a few seconds."""
+
+
+async def trace_cpu(pid: int, into: list[tuple[float, float]]) -> None:
+    """Append ``(trio.current_time(), CPU seconds)`` of process ``pid`` to ``into`` every
+    :data:`CPU_TRACE_INTERVAL` until the process is gone; cancel it to stop earlier."""
+    while True:
+        try:
+            # Only the CPU: a process that exited but is not reaped yet has no memory figures.
+            cpu = cpu_seconds(pid)
+        except (FileNotFoundError, ProcessLookupError):
+            return
+        into.append((trio.current_time(), cpu))
+        await trio.sleep(CPU_TRACE_INTERVAL)

@@ -45,11 +45,14 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
     "storm": [
         ("server", "server", "s"),
         ("case", "case", "s"),
+        ("up_s", "warm-up s", ".0f"),
         ("clients", "N", "d"),
         ("got_history", "got history", "d"),
         ("within_5s", "within 5 s", "d"),
         ("history_p50_s", "p50 s", ".2f"),
         ("history_max_s", "max s", ".2f"),
+        ("server_cpu", "server CPU %", "pct"),
+        ("client_cpu", "client CPU %", "pct"),
     ],
 }
 

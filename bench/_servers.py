@@ -26,6 +26,7 @@ import httpx
 import trio
 import trio_websocket
 
+from bench._machine import cpu_seconds
 from conformance import octoprint
 from conformance.octoprint import free_port as free_port
 
@@ -55,6 +56,8 @@ class Server:
     """None for a server the runner did not start (``--target``): no CPU or RSS figures then."""
     listening_at: float = 0.0
     """``trio.current_time()`` when the server was seen listening."""
+    listening_cpu: float | None = None
+    """The process's CPU seconds at ``listening_at``: start of a CPU trace of what follows."""
 
     @property
     def base_url(self) -> str:
@@ -138,6 +141,7 @@ async def run_octotrio(
             while (match := re.search(rb"serving on http://127\.0\.0\.1:(\d+)", output)) is None:
                 output += await _read_line(process.stdout, buffer)
         server = Server("octotrio", int(match.group(1)), api_key, process, trio.current_time())
+        server.listening_cpu = cpu_seconds(process.pid)
         await wait_operational(server)
         yield server
     finally:
@@ -196,6 +200,7 @@ async def run_octoprint(*, serial: str, port: int = 0, log_path: Path | None = N
                     try:
                         if (await http.get("/api/version")).status_code == 200:
                             server.listening_at = trio.current_time()
+                            server.listening_cpu = cpu_seconds(process.pid)
                             break
                     except httpx.TransportError:
                         pass

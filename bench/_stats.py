@@ -91,3 +91,15 @@ class Summary:
             percentile(values, 99),
             max(values) if values else math.nan,
         )
+
+
+def cpu_share(trace: Sequence[tuple[float, float]], start: float, end: float) -> float:
+    """CPU seconds per wall-clock second between ``start`` and ``end``, from ``(time, CPU
+    seconds)`` samples in time order: from the last sample at or before ``start`` (else the first)
+    to the first at or after ``end`` (else the last). NaN without two distinct samples."""
+    if not trace:
+        return math.nan
+    before = [sample for sample in trace if sample[0] <= start]
+    after = [sample for sample in trace if sample[0] >= end]
+    (t0, cpu0), (t1, cpu1) = before[-1] if before else trace[0], after[0] if after else trace[-1]
+    return (cpu1 - cpu0) / (t1 - t0) if t1 > t0 else math.nan

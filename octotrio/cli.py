@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import logging
 import os
 import signal
@@ -21,6 +22,26 @@ from octotrio.auth._cli import config_argument, run_user_command
 from octotrio.sockjs import HEARTBEAT_INTERVAL, RESPONSE_LIMIT
 
 log = logging.getLogger("octotrio")
+
+GC_YOUNG_THRESHOLD = 10_000
+"""Net container allocations between two young-generation collections (Python's default: 700).
+Every client holds about 200 long-lived objects (its tasks, coroutines, cancel scopes, buffers),
+so a storm of 1000 clients connecting creates 200,000 of them: with the default, the collector
+ran hundreds of young and several full collections and took about a third of the server's CPU
+(measured with ``gc.callbacks``); with this, less than a third of that. The price: cyclic
+garbage is found later (young: after 10,000 allocations, a few MiB; older generations after
+proportionally more), while everything without cycles is still freed at once by reference counts."""
+
+
+def _configure_garbage_collector() -> None:
+    """Tune the cyclic garbage collector for a long-running server (see :data:`GC_YOUNG_THRESHOLD`).
+
+    Called once the server runs: what exists then (modules, configuration, the running server's
+    own tasks) lives as long as the process, so it is frozen out of every later collection.
+    """
+    gc.freeze()
+    _young, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -126,6 +147,7 @@ async def _serve(config: ServerConfig) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             server: RunningServer = await nursery.start(run, config)
+            _configure_garbage_collector()
             print(
                 f"octotrio {__version__} serving on {server.url} (printer on {server.printer_port})\n"
                 f"REST API key: {config.api_key}",

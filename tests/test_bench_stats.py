@@ -8,7 +8,7 @@ import pytest
 
 from bench._cli import build_parser
 from bench._report import check_targets
-from bench._stats import Summary, intervals, merged, percentile, tick_spreads
+from bench._stats import Summary, cpu_share, intervals, merged, percentile, tick_spreads
 
 
 def test_percentile_interpolates_between_ranks() -> None:
@@ -66,3 +66,12 @@ def test_targets_say_which_hold_and_which_were_not_measured() -> None:
     assert verdicts["N=200: tick spread max ≤ 20 ms (s)"] is True
     assert verdicts["N=200: interval median ≤ 0.505 s"] is False
     assert verdicts["N=5000: RSS ≤ 300 MiB"] is None
+
+
+def test_cpu_share_spans_the_samples_around_the_phase() -> None:
+    trace = [(0.0, 1.0), (1.0, 1.5), (2.0, 2.5), (3.0, 2.5)]
+    assert cpu_share(trace, 1.0, 2.0) == pytest.approx(1.0)
+    assert cpu_share(trace, 0.5, 2.5) == pytest.approx((2.5 - 1.0) / 3.0)
+    assert cpu_share(trace, -1.0, 9.0) == pytest.approx(1.5 / 3.0)
+    assert math.isnan(cpu_share([(0.0, 1.0)], 0.0, 1.0))
+    assert math.isnan(cpu_share([], 0.0, 1.0))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import struct
 from collections.abc import AsyncIterator
 from functools import partial
 
@@ -12,6 +14,7 @@ import pytest
 import trio
 
 from octotrio.http import HttpExchange, HttpServer, Router, serve_http
+from octotrio.http._server import ACCEPT_BATCH
 from octotrio.sockjs import SockJSConnection
 
 NO_CACHE = "no-store, no-cache, no-transform, must-revalidate, max-age=0"
@@ -291,3 +294,31 @@ async def test_routes_of_your_own(nursery: trio.Nursery) -> None:
         assert (await client.get("/status/printer")).text == "printer"
         assert (await client.get("/sockjs")).status_code == 200
         assert (await client.get("/status/")).status_code == 404
+
+
+async def test_every_connection_waiting_to_be_accepted_is_served(server: HttpServer) -> None:
+    # More than one accept batch, all in the listen backlog before the server gets to run.
+    streams = [await trio.open_tcp_stream("127.0.0.1", server.port) for _ in range(2 * ACCEPT_BATCH + 1)]
+    request = encode_request(h11.Request(method="GET", target="/sockjs/info", headers=[("Host", "x")]))
+    for stream in streams:
+        await stream.send_all(request)
+    for stream in streams:
+        client = h11.Connection(h11.CLIENT)
+        encode_request(h11.Request(method="GET", target="/sockjs/info", headers=[("Host", "x")]), client)
+        response = await next_event(client, stream)
+        assert isinstance(response, h11.Response)
+        assert response.status_code == 200
+        await stream.aclose()
+
+
+async def test_connections_reset_before_they_are_served_harm_no_one(
+    server: HttpServer, client: httpx.AsyncClient
+) -> None:
+    for _ in range(20):
+        sock = trio.socket.socket()
+        # Linger 0: close() sends a reset, before the server has accepted the connection.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await sock.connect(("127.0.0.1", server.port))
+        sock.close()
+    response = await client.get("/sockjs/info")
+    assert response.status_code == 200

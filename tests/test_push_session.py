@@ -5,10 +5,12 @@ The aggregator, hub and session are the real ones; only the client connection is
 
 from __future__ import annotations
 
+import gc
 import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import trio
 import trio.testing
@@ -18,6 +20,7 @@ from hypothesis import strategies as st
 from octotrio.auth import AccessConfig, AccessControl, default_group_permissions
 from octotrio.printer import CommState, PrinterEvent, Reading, StateChanged, TemperatureReport, TerminalLine
 from octotrio.push import BASE_INTERVAL, CLOSE_EVENTS_LOST, ServerInfo, serve_push_session
+from octotrio.push._session import PushSession
 from octotrio.state import Aggregator, PrinterModel, StateHub, run_aggregator
 from octotrio.state._hub import EVENTS_JOURNAL_CAPACITY, TERMINAL_JOURNAL_CAPACITY
 
@@ -171,3 +174,24 @@ async def test_logs_dropped_for_a_slow_client_are_announced_not_hidden(
     logs = current.message["current"]["logs"]
     assert logs[0].startswith("[octotrio] 5 accumulated items were dropped")
     assert logs[1:] == [f"Recv: {n}" for n in range(5, TERMINAL_JOURNAL_CAPACITY + 5)]
+
+
+async def test_sessions_whose_clients_left_are_not_kept_in_memory(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    hub = StateHub(PrinterModel(), wall_clock=trio.current_time)
+    connections = [MemoryConnection() for _ in range(3)]
+    async with trio.open_nursery() as nursery:
+        for connection in connections:
+            nursery.start_soon(
+                partial(
+                    serve_push_session, connection, hub=hub, server=ServerInfo("test"), access=OPEN_ACCESS
+                )
+            )
+        await trio.sleep(1)
+        for connection in connections:
+            connection.to_server.close()  # the client leaves
+    # Their ClientOpened and ClientClosed stay in the hub's journal; the sessions must not.
+    assert len(hub.broadcasts_since(0)[0]) == 6
+    gc.collect()
+    assert [o for o in gc.get_objects() if isinstance(o, PushSession) and o.hub is hub] == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ from octotrio.printer import (
     TerminalLine,
     ZChanged,
 )
+from octotrio.push._messages import encode_history, history_for
+from octotrio.push._subscription import Filter
 from octotrio.state import (
     Aggregator,
     AggregatorInput,
@@ -51,6 +54,7 @@ from octotrio.state import (
     OffsetsChanged,
     PrinterModel,
     StateHub,
+    encode_json,
     state_flags,
 )
 from octotrio.state._model import ExpectedPrintTime, time_left
@@ -190,7 +194,7 @@ def test_logs_and_messages_history_is_bounded_to_the_last_300() -> None:
     for n in range(1000):
         recorder.aggregator.fold(TerminalLine(f"Recv: {n}"))
         recorder.aggregator.fold(FirmwareMessage(f"{n}"))
-    history = recorder.hub.model.history_payload(recorder.now)
+    history = recorder.hub.model.history_payload()
     assert history["logs"] == [f"Recv: {n}" for n in range(700, 1000)]
     assert history["messages"] == [f"{n}" for n in range(700, 1000)]
 
@@ -202,8 +206,44 @@ def test_history_and_the_first_current_neither_overlap_nor_leave_a_gap() -> None
     recorder.aggregator.fold(TerminalLine("Recv: after"))
     recorder.hub.publish_tick()
     _, accumulated = view.take_tick()
-    assert history["logs"] == ["Recv: before"]
+    assert history.payload["logs"] == ["Recv: before"]
     assert [json.loads(line) for line in accumulated.logs] == ["Recv: after"]
+
+
+def test_history_is_taken_once_per_state_version_and_encoded_once_per_kind_of_session() -> None:
+    recorder = Recorder()
+    recorder.aggregator.fold(TerminalLine("Recv: one"))
+    first, _ = recorder.hub.open_view()
+    again, _ = recorder.hub.open_view()
+    assert again is first  # nothing changed: a storm of sessions shares one history
+    admin = encode_history(first, 1.5, terminal=True, logs=True, messages=True)
+    assert encode_history(again, 1.5, terminal=True, logs=True, messages=True) == admin
+    recorder.aggregator.fold(TerminalLine("Recv: two"))
+    later, _ = recorder.hub.open_view()
+    assert later is not first
+    assert json.loads(encode_history(later, 2.0, terminal=True, logs=True, messages=True))["history"][
+        "logs"
+    ] == ["Recv: one", "Recv: two"]
+    assert json.loads(admin)["history"]["logs"] == ["Recv: one"]
+
+
+@pytest.mark.parametrize(
+    ("terminal", "logs", "messages"),
+    [(True, True, True), (True, True, False), (False, True, True), (True, re.compile("two"), False)],
+)
+def test_encoded_history_is_the_session_s_view_with_its_own_server_time_last(
+    terminal: bool, logs: Filter, messages: Filter
+) -> None:
+    recorder = Recorder()
+    for line in ("Recv: one", "Recv: two"):
+        recorder.aggregator.fold(TerminalLine(line))
+    recorder.aggregator.fold(FirmwareMessage("hello"))
+    history, _ = recorder.hub.open_view()
+    encoded = encode_history(history, 12.25, terminal=terminal, logs=logs, messages=messages)
+    expected = history_for(history.payload, terminal=terminal, logs=logs, messages=messages)
+    expected["serverTime"] = 12.25
+    assert encoded == encode_json({"history": expected})
+    assert list(json.loads(encoded)["history"])[-1] == "serverTime"
 
 
 def test_journal_reports_what_a_slow_reader_missed() -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
+import os
+import socket
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -46,6 +49,23 @@ LINGER_TIMEOUT = 2.0
 """Seconds a connection is drained after an answer that left its request body unread (a 413, a
 refused upload), so that the client gets to read that answer; long enough for a client to notice
 the answer and stop, short enough that a client which keeps sending costs little."""
+
+ACCEPT_BATCH = 128
+"""Connections accepted in one go before the accept loop lets other tasks run: each costs tens
+of microseconds, so a batch stays within a few milliseconds."""
+
+ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+"""accept(2) errors that mean the process or system is out of resources: wait, then retry."""
+
+ACCEPT_CAPACITY_PAUSE = 0.1
+"""Seconds the accept loop waits after running out of resources (as trio's serve_listeners)."""
+
+IGNORABLE_ACCEPT_ERRNOS = frozenset(
+    {errno.ECONNABORTED, errno.EPERM, errno.EPROTO, errno.ENETDOWN, errno.ENOPROTOOPT}
+    | {errno.EHOSTDOWN, errno.ENONET, errno.EHOSTUNREACH, errno.EOPNOTSUPP, errno.ENETUNREACH}
+)
+"""accept(2) errors about the one connection being accepted (accept(2): Linux passes pending
+network errors on; a firewall refusal is EPERM): skip it, go on with the next."""
 
 
 class _ConnectionTracker:
@@ -150,31 +170,62 @@ class HttpServer:
         listeners: list[trio.SocketListener],
         handler_nursery: trio.Nursery,
         *,
-        task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Accept connections until :meth:`shutdown`; connection tasks run in ``handler_nursery``."""
         with self._accept_scope:
-            await trio.serve_listeners(
-                self._serve_connection,
-                listeners,
-                handler_nursery=handler_nursery,
-                task_status=task_status,
-            )
+            async with trio.open_nursery() as nursery:
+                for listener in listeners:
+                    nursery.start_soon(self._accept_from, listener, handler_nursery)
+                task_status.started()
 
-    async def _serve_connection(self, stream: trio.SocketStream) -> None:
-        """Serve one client connection; contains and logs its failures.
+    async def _accept_from(self, listener: trio.SocketListener, handler_nursery: trio.Nursery) -> None:
+        """Accept connections on ``listener`` until cancelled, each served by a task of its own.
 
-        Cancellation (shutdown, or the server's own cancellation) ends it; trio then closes the
-        stream forcefully.
+        Every connection that waits is accepted before the loop yields (up to
+        :data:`ACCEPT_BATCH`). ``listener.accept()`` yields after each connection, so in a storm
+        every connection cost a trip around the scheduler, as long as everything else that was
+        running: the thousandth client waited seconds for its websocket handshake with its TCP
+        connection long established. The listener is not closed here (:func:`serve_http` does).
         """
-        remote_address = str(stream.socket.getpeername()[0])
-        with self._tracker.track():
-            try:
-                await self._serve_requests(stream, remote_address)
-            except* ClientGone:
-                pass  # nothing to answer, nobody to tell
-            except* Exception:
-                logger.exception("HTTP connection from %s failed", remote_address)
+        # The standard socket's accept() does not yield: take a handle of that kind on the
+        # listening socket, on a duplicate descriptor so that closing it leaves the listener open.
+        with socket.socket(fileno=os.dup(listener.socket.fileno())) as listening:
+            listening.setblocking(False)
+            while True:
+                await trio.lowlevel.wait_readable(listening)
+                for _ in range(ACCEPT_BATCH):
+                    try:
+                        connection, address = listening.accept()
+                    except BlockingIOError:
+                        break
+                    except OSError as exc:
+                        if exc.errno in IGNORABLE_ACCEPT_ERRNOS:
+                            continue
+                        if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                            raise
+                        logger.error("accept failed, retrying in %s s: %s", ACCEPT_CAPACITY_PAUSE, exc)
+                        await trio.sleep(ACCEPT_CAPACITY_PAUSE)
+                        break
+                    stream = trio.SocketStream(trio.socket.from_stdlib_socket(connection))
+                    handler_nursery.start_soon(self._serve_connection, stream, str(address[0]))
+
+    async def _serve_connection(self, stream: trio.SocketStream, remote_address: str) -> None:
+        """Serve one client connection; contains and logs its failures, and closes the stream.
+
+        Cancellation (shutdown, or the server's own cancellation) ends it; the stream is then
+        closed forcefully.
+        """
+        try:
+            with self._tracker.track():
+                try:
+                    await self._serve_requests(stream, remote_address)
+                except* ClientGone:
+                    pass  # nothing to answer, nobody to tell
+                except* Exception:
+                    logger.exception("HTTP connection from %s failed", remote_address)
+        finally:
+            await trio.aclose_forcefully(stream)
 
     async def _serve_requests(self, stream: trio.SocketStream, remote_address: str) -> None:
         connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES)

@@ -7,13 +7,14 @@ Every message is a JSON object with exactly one key, ``{"<type>": <payload>}``. 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import platform
 from dataclasses import dataclass
 
 from octotrio.auth import BUILTIN_PERMISSIONS
-from octotrio.state import Accumulated, JSONObject, Tick, encode_json
+from octotrio.state import Accumulated, History, JSONObject, Tick, encode_json, encode_members
 
 from ._subscription import Filter, filter_lines
 
@@ -31,6 +32,11 @@ class ServerInfo:
 
     octotrio_version: str
     debug: bool = False
+
+    @functools.cached_property
+    def connected_message(self) -> str:
+        """The encoded ``connected`` message: the same for every client, so encoded once."""
+        return encode_message("connected", self.connected_payload())
 
     def connected_payload(self) -> JSONObject:
         config_hash = hashlib.md5(f"octotrio:{self.octotrio_version}".encode(), usedforsecurity=False)
@@ -96,6 +102,25 @@ def history_for(history: JSONObject, *, terminal: bool, logs: Filter, messages: 
         "logs": filter_lines(history["logs"], logs),
         "messages": filter_lines(history["messages"], messages),
     }
+
+
+def encode_history(
+    history: History, server_time: float, *, terminal: bool, logs: Filter, messages: Filter
+) -> str:
+    """``{"history": {...}}`` for one session (see :func:`history_for`), ``serverTime`` last.
+
+    The shared part is encoded once per state version and kind of session (permission and
+    on/off filters); only a session with a regular-expression filter has its own encoded.
+    """
+
+    def select(payload: JSONObject) -> JSONObject:
+        return history_for(payload, terminal=terminal, logs=logs, messages=messages)
+
+    if isinstance(logs, bool) and isinstance(messages, bool):
+        members = history.encoded_members((terminal, logs, messages), select)
+    else:
+        members = encode_members(select(history.payload))
+    return f'{{"history":{{{members},"serverTime":{encode_json(server_time)}}}}}'
 
 
 def reauth_required(reason: str) -> str:

@@ -29,7 +29,7 @@ from octotrio.state import SessionView, StateHub
 from octotrio.state._hub import Broadcast
 
 from ._client_messages import Auth, ClientMessage, Ignored, SetThrottle, Subscribe, parse_client_message
-from ._messages import ServerInfo, encode_current, encode_message, history_for, reauth_required
+from ._messages import ServerInfo, encode_current, encode_history, encode_message, reauth_required
 from ._ratelimit import LogLimiter, PushRateLimiter
 from ._subscription import DEFAULT_SUBSCRIPTION, Subscription
 
@@ -92,6 +92,10 @@ class PushSession:
         self.events_lost = 0
         self.outbox: list[str] = []
         self.view: SessionView = hub.open_view()[1]
+        self.identity = object()
+        """The ``origin`` of this session's own broadcasts, which it must not get (§2.1). Not the
+        session itself: the events journal outlives it, and would keep a session whose client
+        left (and what it had queued) in memory until 16384 more events were published."""
         self._wake = trio.Event()
         self._drained = trio.Event()
         self._lifecycle_queued = 0
@@ -111,7 +115,7 @@ class PushSession:
     def route(self, item: Broadcast) -> None:
         """Deliver one broadcast to the outbox, keep it in the backlog, or drop it (§5)."""
         principal = self.principal
-        if item.origin is self:
+        if item.origin is self.identity:
             return
         if item.kind == "event" and item.name in ADMIN_ONLY_EVENTS and not principal.has("ADMIN"):
             return
@@ -149,11 +153,15 @@ class PushSession:
             view = self.view
             view.tick_number, view.temps_seq = fresh.tick_number, fresh.temps_seq
             view.logs_seq, view.messages_seq = fresh.logs_seq, fresh.messages_seq
-            terminal = self.principal.has("MONITOR_TERMINAL")
-            payload = history_for(
-                history, terminal=terminal, logs=self.subscription.logs, messages=self.subscription.messages
+            self.outbox.append(
+                encode_history(
+                    history,
+                    self.hub.wall_clock(),
+                    terminal=self.principal.has("MONITOR_TERMINAL"),
+                    logs=self.subscription.logs,
+                    messages=self.subscription.messages,
+                )
             )
-            self.outbox.append(encode_message("history", payload))
             self.history_sent = True
         if not self.registered:
             self.registered = True
@@ -203,7 +211,7 @@ class PushSession:
         self.hub.publish_event(
             "ClientAuthed",
             {"username": user, "remoteAddress": self.connection.remote_address},
-            origin=self,
+            origin=self.identity,
             urgent=False,  # lifecycle: held by the sessions (LIFECYCLE_HOLD)
         )
 
@@ -321,8 +329,8 @@ async def serve_push_session(
     session = PushSession(connection, hub, server, access)
     address = connection.remote_address
     try:
-        await connection.send([encode_message("connected", server.connected_payload())])
-        hub.publish_event("ClientOpened", {"remoteAddress": address}, origin=session, urgent=False)
+        await connection.send([server.connected_message])
+        hub.publish_event("ClientOpened", {"remoteAddress": address}, origin=session.identity, urgent=False)
         if session.principal.has("STATUS"):
             session.register()  # guests hold STATUS: registered without auth (§2.1)
         async with trio.open_nursery() as nursery:
@@ -334,4 +342,4 @@ async def serve_push_session(
     finally:
         session.detach(trio.current_time())
         hub.forget(session)
-        hub.publish_event("ClientClosed", {"remoteAddress": address}, origin=session, urgent=False)
+        hub.publish_event("ClientClosed", {"remoteAddress": address}, origin=session.identity, urgent=False)

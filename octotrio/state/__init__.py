@@ -6,10 +6,12 @@ from ._aggregator import AggregatorInput as AggregatorInput
 from ._aggregator import StateFeed as StateFeed
 from ._aggregator import run_aggregator as run_aggregator
 from ._hub import Accumulated as Accumulated
+from ._hub import History as History
 from ._hub import SessionView as SessionView
 from ._hub import StateHub as StateHub
 from ._hub import Tick as Tick
 from ._hub import encode_json as encode_json
+from ._hub import encode_members as encode_members
 from ._journal import Journal as Journal
 from ._local import FileDeselected as FileDeselected
 from ._local import FileRemoved as FileRemoved

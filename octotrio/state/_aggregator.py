@@ -110,6 +110,7 @@ class Aggregator:
     def fold(self, event: AggregatorInput) -> None:
         """Apply one event: update state, journal accumulations, fire push events."""
         hub, model = self.hub, self.model
+        hub.model_changed()
         now = hub.wall_clock()
         match event:
             case TerminalLine(text=text):

@@ -9,7 +9,7 @@ and event (see :mod:`octotrio.state._journal`).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,8 +50,9 @@ class Broadcast:
     session needs to filter it by permission and subscription without decoding it.
 
     ``kind`` is the message type (``event``, ``plugin``, ``slicingProgress``, ``renderProgress``,
-    ``timelapse``); ``name`` the event type or plugin id; ``origin`` a session that must not get
-    it (``ClientOpened`` goes to the other sockets only, octoprint-push.md §2.1).
+    ``timelapse``); ``name`` the event type or plugin id; ``origin`` a token of the session that
+    must not get it (``ClientOpened`` goes to the other sockets only, octoprint-push.md §2.1): a
+    token, not the session, which the journal would keep alive.
     """
 
     kind: str
@@ -73,8 +74,35 @@ class Tick:
     tail: str
 
 
+class History:
+    """The ``history`` payload of one state version (without ``serverTime``), shared by every
+    session that opens a view before the next change, each variant of it encoded once.
+
+    A storm of clients connecting at once asks for the same history a thousand times, and a
+    history holds up to 30 minutes of temperatures (hundreds of KiB of JSON): encoding it once per
+    state version instead of once per client is what keeps a storm's cost linear in its size.
+    """
+
+    def __init__(self, payload: JSONObject) -> None:
+        self.payload = payload
+        """Do not change it: sessions share it."""
+        self._encoded: dict[Hashable, str] = {}
+
+    def encoded_members(self, variant: Hashable, select: Callable[[JSONObject], JSONObject]) -> str:
+        """The members of ``select(payload)`` as JSON without braces (see :func:`encode_members`),
+        encoded at the first call for ``variant``; ``select`` must depend on nothing else."""
+        encoded = self._encoded.get(variant)
+        if encoded is None:
+            encoded = self._encoded[variant] = encode_members(select(self.payload))
+        return encoded
+
+
 class StateHub:
-    """Latest tick and the journals of accumulated items; wakes sessions on change."""
+    """Latest tick and the journals of accumulated items; wakes sessions on change.
+
+    Whoever changes the model calls :meth:`model_changed` first (the aggregator does, at each
+    fold), so that the next view opened gets a new :class:`History`.
+    """
 
     def __init__(self, model: PrinterModel, wall_clock: Callable[[], float]) -> None:
         self.model = model
@@ -85,6 +113,8 @@ class StateHub:
         self.events: Journal[str] = Journal(EVENTS_JOURNAL_CAPACITY)
         self._broadcasts: Journal[Broadcast] = Journal(EVENTS_JOURNAL_CAPACITY)  # aligned with events
         self.tick = Tick(number=0, head="", tail="")
+        self._history: History | None = None
+        """The current state version's history, made at the first :meth:`open_view` after a change."""
         self._waiting: dict[object, trio.Event] = {}
         self._waiting_urgent: dict[object, trio.Event] = {}
 
@@ -158,13 +188,20 @@ class StateHub:
         read = self._broadcasts.read_since(seq)
         return read.items, read.missed, read.next_seq
 
-    def open_view(self) -> tuple[JSONObject, SessionView]:
-        """A new session's ``history`` payload and its view, taken at the same instant.
+    def model_changed(self) -> None:
+        """The model (or a journal of temperatures, logs or messages) is about to change: the
+        next :meth:`open_view` takes a new history."""
+        self._history = None
+
+    def open_view(self) -> tuple[History, SessionView]:
+        """A new session's ``history`` and its view, taken at the same instant.
 
         Everything accumulated after this call reaches the view and nothing before it, so a
         session's ``history`` and its first ``current`` neither overlap nor leave a gap.
         """
-        history = self.model.history_payload(self.wall_clock())
+        history = self._history
+        if history is None:
+            history = self._history = History(self.model.history_payload())
         view = SessionView(
             hub=self,
             tick_number=self.tick.number,

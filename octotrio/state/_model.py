@@ -350,13 +350,13 @@ class PrinterModel:
             return []
         return [{"origin": self.selected.file.origin, "path": self.selected.file.path}]
 
-    def history_payload(self, server_time: float) -> JSONObject:
-        """The ``history`` payload: snapshot plus full temperature, log, message and marking histories."""
+    def history_payload(self) -> JSONObject:
+        """The ``history`` payload but its last member, ``serverTime`` (each session's own): snapshot
+        plus full temperature, log, message and marking histories."""
         return {
             **self.snapshot_head(),
             "temps": list(self.temps),
             "logs": list(self.logs),
             "messages": list(self.messages),
             "markings": list(self.markings),
-            "serverTime": server_time,
         }
