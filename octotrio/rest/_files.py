@@ -32,7 +32,7 @@ from octotrio.state import FileDeselected, FileRemoved, FileSelected, FileUpload
 
 from ._commands import command_body, is_true
 from ._common import ApiError, Authenticator, Call, Created, authorize, endpoint, send_json
-from ._job import start_selected
+from ._job import check_selectable, start_selected
 from ._multipart import MultipartError, MultipartParser, PartData, PartStart
 from ._sdcard import sd_entries
 from ._services import RestServices
@@ -226,11 +226,7 @@ async def post_file_command(services: RestServices, call: Call) -> object:
     _command, body = command_body(call, {"select": ()})
     stored = await _existing(services, call)
     print_after = is_true(body.get("print", False))
-    model = services.model
-    if model.busy:
-        raise ApiError(409, "Printer is already printing, cannot select a new file")
-    if print_after and model.state is not CommState.OPERATIONAL:
-        raise ApiError(409, "Printer is not operational, cannot directly start printing")
+    check_selectable(services, print_after=print_after)
     await _select(services, call, stored, print_after=print_after)
     return None
 

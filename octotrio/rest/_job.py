@@ -33,6 +33,15 @@ async def get_job(services: RestServices, call: Call) -> object:
     return result
 
 
+def check_selectable(services: RestServices, *, print_after: bool) -> None:
+    """409 unless a file may be selected now (and printed at once when ``print_after``)."""
+    model = services.model
+    if model.busy:
+        raise ApiError(409, "Printer is already printing, cannot select a new file")
+    if print_after and model.state is not CommState.OPERATIONAL:
+        raise ApiError(409, "Printer is not operational, cannot directly start printing")
+
+
 def start_selected(services: RestServices) -> None:
     """Print the selected file from its first line (409 when there is none)."""
     selected = services.model.selected

@@ -14,11 +14,12 @@ from urllib.parse import quote, unquote
 
 from octotrio.files import is_gcode_name
 from octotrio.http import Router
-from octotrio.printer import CommState, SdFile
+from octotrio.printer import SdFile
 from octotrio.state import FileDeselected, JSONObject
 
 from ._commands import command_body, is_true
 from ._common import ApiError, Authenticator, Call, endpoint
+from ._job import check_selectable
 from ._services import RestServices, printer_errors
 
 SD_NOT_READY = "Can not upload to SD card, not yet initialized"
@@ -76,11 +77,7 @@ async def post_sd_file_command(services: RestServices, call: Call) -> object:
     _command, body = command_body(call, {"select": ()})
     file = _existing(services, call)
     print_after = is_true(body.get("print", False))
-    model = services.model
-    if model.busy:
-        raise ApiError(409, "Printer is already printing, cannot select a new file")
-    if print_after and model.state is not CommState.OPERATIONAL:
-        raise ApiError(409, "Printer is not operational, cannot directly start printing")
+    check_selectable(services, print_after=print_after)
     with printer_errors():
         services.printer.select_sd_file(file.name, print_after=print_after, user=call.principal.name)
     return None
