@@ -111,6 +111,16 @@ async def test_only_admins_manage_users(http: httpx.AsyncClient) -> None:
     assert (await http.delete("/api/access/users/nope", headers=ADMIN)).status_code == 404
 
 
+@pytest.mark.parametrize("path", ["/api/files", "/api/files/local", "/api/files/sdcard"])
+async def test_file_listings_need_files_list_not_only_status(http: httpx.AsyncClient, path: str) -> None:
+    viewer = {"X-Api-Key": USERS["viewer"].api_key or ""}  # STATUS only
+    terminal = {"X-Api-Key": USERS["terminal"].api_key or ""}  # the readonly group: FILES_LIST
+    refused = await http.get(path, headers=viewer)
+    assert refused.status_code == 403
+    assert "error" in refused.json()
+    assert (await http.get(path, headers=terminal)).status_code == 200
+
+
 async def test_modified_user_sockets_hear_modified_and_reauth_with_new_permissions(
     server: RunningServer, http: httpx.AsyncClient, config_path: Path
 ) -> None:

@@ -295,7 +295,8 @@ def download_handler(authenticator: Authenticator, services: RestServices) -> Ha
 
 
 def add_routes(router: Router, authenticator: Authenticator, services: RestServices) -> None:
-    listing = endpoint(authenticator, partial(get_files, services))
+    # OctoPrint's file API documents FILES_LIST for every listing and file lookup.
+    listing = endpoint(authenticator, partial(get_files, services), permissions=("FILES_LIST",))
     router.add(r"/api/files", {"GET": listing})
     router.add(
         r"/api/files/local",
@@ -309,7 +310,7 @@ def add_routes(router: Router, authenticator: Authenticator, services: RestServi
     router.add(
         r"/api/files/local/(?P<path>.+)",
         {
-            "GET": endpoint(authenticator, partial(get_file, services)),
+            "GET": endpoint(authenticator, partial(get_file, services), permissions=("FILES_LIST",)),
             "POST": endpoint(
                 authenticator, partial(post_file_command, services), permissions=("FILES_SELECT",)
             ),

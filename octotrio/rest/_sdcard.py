@@ -123,14 +123,14 @@ def add_routes(router: Router, authenticator: Authenticator, services: RestServi
     router.add(
         r"/api/files/sdcard",
         {
-            "GET": endpoint(authenticator, partial(get_sd_files, services)),
+            "GET": endpoint(authenticator, partial(get_sd_files, services), permissions=("FILES_LIST",)),
             "POST": endpoint(authenticator, partial(post_sd_upload, services), permissions=("FILES_UPLOAD",)),
         },
     )
     router.add(
         r"/api/files/sdcard/(?P<path>.+)",
         {
-            "GET": endpoint(authenticator, partial(get_sd_file, services)),
+            "GET": endpoint(authenticator, partial(get_sd_file, services), permissions=("FILES_LIST",)),
             "POST": endpoint(
                 authenticator, partial(post_sd_file_command, services), permissions=("FILES_SELECT",)
             ),
