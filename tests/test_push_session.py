@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from octotrio.auth import AccessConfig, AccessControl, default_group_permissions
 from octotrio.printer import CommState, PrinterEvent, Reading, StateChanged, TemperatureReport, TerminalLine
-from octotrio.push import BASE_INTERVAL, CLOSE_EVENTS_LOST, ServerInfo, serve_push_session
+from octotrio.push import BASE_INTERVAL, CLOSE_EVENTS_LOST, PushRateLimiter, ServerInfo, serve_push_session
 from octotrio.state import Aggregator, PrinterModel, StateHub, run_aggregator
 from octotrio.state._hub import EVENTS_JOURNAL_CAPACITY, TERMINAL_JOURNAL_CAPACITY
 
@@ -164,10 +164,29 @@ async def test_logs_dropped_for_a_slow_client_are_announced_not_hidden(
         await trio.sleep(15)  # connected and history are on their way: the session's view is open
         for n in range(TERMINAL_JOURNAL_CAPACITY + 5):
             aggregator.fold(TerminalLine(f"Recv: {n}"))
-        hub.publish_tick()
+        hub.publish_tick(trio.current_time())
         await trio.sleep(60)
         nursery.cancel_scope.cancel()
     (current,) = connection.of_type("current")
     logs = current.message["current"]["logs"]
     assert logs[0].startswith("[octotrio] 5 accumulated items were dropped")
     assert logs[1:] == [f"Recv: {n}" for n in range(5, TERMINAL_JOURNAL_CAPACITY + 5)]
+
+
+def test_the_interval_counts_from_the_tick_not_from_the_session_turn() -> None:
+    limiter = PushRateLimiter()
+    # The tick published at 10.0 reached this session's turn 0.3 s late (a thousand sessions
+    # ahead of it): the next tick, published at 10.5, may still go out at once.
+    limiter.record_send(now=10.3, published_at=10.0)
+    assert limiter.may_send(10.5)
+    assert not limiter.may_send(10.499)
+
+
+def test_a_held_back_tick_counts_from_when_it_went_out() -> None:
+    limiter = PushRateLimiter(throttle=2)
+    limiter.record_send(now=10.0, published_at=10.0)
+    # The tick of 10.5 is held back until the interval is over at 11.0; it went out at 11.02.
+    assert not limiter.may_send(10.5)
+    limiter.record_send(now=11.02, published_at=10.5)
+    assert not limiter.may_send(12.0)
+    assert limiter.may_send(12.02)

@@ -196,7 +196,7 @@ def test_history_and_the_first_current_neither_overlap_nor_leave_a_gap() -> None
     recorder.aggregator.fold(TerminalLine("Recv: before"))
     history, view = recorder.hub.open_view()
     recorder.aggregator.fold(TerminalLine("Recv: after"))
-    recorder.hub.publish_tick()
+    recorder.hub.publish_tick(0.0)
     _, accumulated = view.take_tick()
     assert history["logs"] == ["Recv: before"]
     assert [json.loads(line) for line in accumulated.logs] == ["Recv: after"]

@@ -283,7 +283,7 @@ class PushSession:
                 self._drained.set()
             if current_due:
                 tick, accumulated = self.view.take_tick()
-                self.limiter.record_send(now)
+                self.limiter.record_send(now, tick.published_at)
                 subscription = self.subscription
                 batch.append(
                     encode_current(

@@ -387,8 +387,8 @@ async def run_aggregator(
             await dirty.wait()
             await trio.sleep_until(last_tick + TICK_INTERVAL)
             dirty = trio.Event()
-            hub.publish_tick()
             last_tick = trio.current_time()
+            hub.publish_tick(last_tick)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(publish_ticks)

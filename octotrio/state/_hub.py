@@ -9,6 +9,7 @@ and event (see :mod:`octotrio.state._journal`).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -65,12 +66,15 @@ class Tick:
     """One change-driven snapshot of the state, encoded once for every session.
 
     ``head`` holds the members ``state`` … ``resends`` and ``tail`` the members ``busyFiles``
-    and ``markings`` of a ``current`` payload, in OctoPrint's key order.
+    and ``markings`` of a ``current`` payload, in OctoPrint's key order. ``published_at`` is when
+    it was published, on the clock the sessions' rate limiters read (trio's): every session that
+    sends it at once counts its next interval from there, not from its own turn.
     """
 
     number: int
     head: str
     tail: str
+    published_at: float = -math.inf
 
 
 class StateHub:
@@ -114,14 +118,15 @@ class StateHub:
             for wake in waiting.values():
                 wake.set()
 
-    def publish_tick(self) -> None:
-        """Snapshot the model into a new tick and wake every session."""
+    def publish_tick(self, now: float) -> None:
+        """Snapshot the model into a new tick published at ``now`` and wake every session."""
         model = self.model
         tail = {"busyFiles": model.busy_files(), "markings": list(model.markings)}
         self.tick = Tick(
             number=self.tick.number + 1,
             head=encode_members(model.snapshot_head()),
             tail=encode_members(tail),
+            published_at=now,
         )
         self._wake_sessions()
 
