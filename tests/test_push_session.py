@@ -9,6 +9,8 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import trio
 import trio.testing
@@ -101,7 +103,11 @@ def test_current_respects_throttle_and_delivers_every_item_once(scenario: list[S
     currents = connection.of_type("current")
     for previous, following in itertools.pairwise(currents):
         factor = throttle_at(throttle_changes, following.time)
-        assert following.time - previous.time >= BASE_INTERVAL * factor - 1e-9
+        # Intervals count from the tick a current carries (serverTime: the fake clock is the wall
+        # clock here), not from the moment the session's turn came, which may be later.
+        interval = following.message["current"]["serverTime"] - previous.message["current"]["serverTime"]
+        assert interval >= BASE_INTERVAL * factor - 1e-9
+        assert following.time >= following.message["current"]["serverTime"]
 
     delivered_logs = [
         line for r in currents for line in r.message["current"]["logs"] if line.startswith("Recv: line")
@@ -190,3 +196,41 @@ def test_a_held_back_tick_counts_from_when_it_went_out() -> None:
     limiter.record_send(now=11.02, published_at=10.5)
     assert not limiter.may_send(12.0)
     assert limiter.may_send(12.02)
+
+
+async def test_sessions_in_step_share_a_tick_and_each_variant_gets_its_own(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    hub = StateHub(PrinterModel(), wall_clock=trio.current_time)
+    aggregator = Aggregator(hub)
+    everything, also_everything, no_logs, only_errors = (MemoryConnection() for _ in range(4))
+    async with trio.open_nursery() as nursery:
+        for connection in (everything, also_everything, no_logs, only_errors):
+            nursery.start_soon(
+                partial(
+                    serve_push_session, connection, hub=hub, server=ServerInfo("test"), access=OPEN_ACCESS
+                )
+            )
+        await no_logs.to_server.send('{"subscribe": {"state": {"logs": false}}}')
+        await only_errors.to_server.send('{"subscribe": {"state": {"logs": "Error"}}}')
+        await trio.sleep(1)
+        for tick in range(3):
+            aggregator.fold(TerminalLine(f"Recv: ok {tick}"))
+            aggregator.fold(TerminalLine(f"Recv: Error {tick}"))
+            aggregator.fold(TemperatureReport({"tool0": Reading(20.0 + tick, 0.0)}))
+            hub.publish_tick(trio.current_time())
+            await trio.sleep(BASE_INTERVAL)
+        nursery.cancel_scope.cancel()
+
+    def currents(connection: MemoryConnection) -> list[dict[str, Any]]:
+        return [r.message["current"] for r in connection.of_type("current")]
+
+    assert len(currents(everything)) == 3
+    assert currents(everything) == currents(also_everything)
+    assert [c["logs"] for c in currents(everything)] == [
+        [f"Recv: ok {n}", f"Recv: Error {n}"] for n in range(3)
+    ]
+    assert [c["logs"] for c in currents(no_logs)] == [[], [], []]
+    assert [c["logs"] for c in currents(only_errors)] == [[f"Recv: Error {n}"] for n in range(3)]
+    for connection in (no_logs, only_errors):
+        assert [c["temps"] for c in currents(connection)] == [c["temps"] for c in currents(everything)]

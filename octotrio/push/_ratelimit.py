@@ -34,14 +34,17 @@ class PushRateLimiter:
     def may_send(self, now: float) -> bool:
         return now >= self.earliest_send()
 
-    def record_send(self, now: float, published_at: float) -> None:
-        """Record a ``current`` sent at ``now`` carrying the tick published at ``published_at``.
+    def record_send(self, now: float, published_at: float) -> bool:
+        """Record a ``current`` sent at ``now`` carrying the tick published at ``published_at``;
+        True if it counts as sent at the tick's publication.
 
-        The next interval counts from the tick's publication if the tick was already allowed
-        then (the usual case: the session sent it on the tick's wake-up, however late its turn
-        came), else from ``now`` (a tick held back until the interval was over).
+        It does if the tick was already allowed then (the usual case: the session sent it on the
+        tick's wake-up, however late its turn came); else (a tick held back until the interval was
+        over) the next interval counts from ``now``.
         """
-        self.last_sent = published_at if published_at >= self.earliest_send() else now
+        on_time = published_at >= self.earliest_send()
+        self.last_sent = published_at if on_time else now
+        return on_time
 
 
 LOG_BURST = 5

@@ -239,6 +239,37 @@ class PushSession:
     def may_send_current(self) -> bool:
         return self.history_sent and self.subscription.state and self.principal.has("STATUS")
 
+    def take_current(self, now: float) -> str:
+        """The ``current`` of the latest tick for this session, sent at ``now``.
+
+        Sent on time (:meth:`PushRateLimiter.record_send`) by a session in step with the tick
+        (nearly all of them, nearly always), it is the same for every session of the same
+        variant, so it is encoded once per tick and variant and shared (:class:`Tick`); its
+        ``serverTime`` is the tick's. A tick held back, a session that just got its ``history``
+        or fell behind, and regular-expression filters get their own, as before.
+        """
+        view, subscription = self.view, self.subscription
+        tick = self.hub.tick
+        in_step = view.in_step(tick)
+        on_time = self.limiter.record_send(now, tick.published_at)
+        terminal = self.principal.has("MONITOR_TERMINAL")
+        logs, messages = subscription.logs, subscription.messages
+        variant = (
+            (terminal, logs, messages) if isinstance(logs, bool) and isinstance(messages, bool) else None
+        )
+        shareable = in_step and on_time and variant is not None
+        if shareable and (shared := tick.shared.get(variant)) is not None:
+            view.skip_tick()
+            return shared
+        tick, accumulated = view.take_tick()
+        server_time = tick.server_time if on_time else self.hub.wall_clock()
+        encoded = encode_current(
+            tick, accumulated, server_time, terminal=terminal, logs=logs, messages=messages
+        )
+        if shareable:
+            tick.shared[variant] = encoded
+        return encoded
+
     def outbox_due(self, now: float) -> bool:
         """True when the outbox should be written now: it holds anything but lifecycle events, or
         its lifecycle events have waited :data:`LIFECYCLE_HOLD` since the first of them."""
@@ -282,19 +313,7 @@ class PushSession:
                 self._lifecycle_queued, self._hold_until = 0, math.inf
                 self._drained.set()
             if current_due:
-                tick, accumulated = self.view.take_tick()
-                self.limiter.record_send(now, tick.published_at)
-                subscription = self.subscription
-                batch.append(
-                    encode_current(
-                        tick,
-                        accumulated,
-                        self.hub.wall_clock(),
-                        terminal=self.principal.has("MONITOR_TERMINAL"),
-                        logs=subscription.logs,
-                        messages=subscription.messages,
-                    )
-                )
+                batch.append(self.take_current(now))
             if batch:
                 await self.connection.send(batch)
                 continue

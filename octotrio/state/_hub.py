@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import trio
 
@@ -61,6 +61,18 @@ class Broadcast:
     origin: object | None = None
 
 
+class JournalMarks(NamedTuple):
+    """Sequence numbers in the hub's temperature, log and message journals: where a tick ends."""
+
+    temps: int
+    logs: int
+    messages: int
+
+
+JOURNALS_START = JournalMarks(0, 0, 0)
+"""Where empty journals start: the marks of the hub's first, empty tick."""
+
+
 @dataclass(frozen=True)
 class Tick:
     """One change-driven snapshot of the state, encoded once for every session.
@@ -68,13 +80,24 @@ class Tick:
     ``head`` holds the members ``state`` … ``resends`` and ``tail`` the members ``busyFiles``
     and ``markings`` of a ``current`` payload, in OctoPrint's key order. ``published_at`` is when
     it was published, on the clock the sessions' rate limiters read (trio's): every session that
-    sends it at once counts its next interval from there, not from its own turn.
+    sends it at once counts its next interval from there, not from its own turn; ``server_time``
+    the same instant on the wall clock.
+
+    A ``current`` carries what accumulated up to its tick: up to ``until`` in the journals. A
+    session that sent the previous tick has read up to ``since`` (the previous tick's ``until``)
+    and accumulated the same as every other such session, so what it sends depends only on its
+    variant (permissions, subscription); the first session to encode a variant keeps it in
+    ``shared`` and the others send the very same string. ``shared`` lives as long as the tick.
     """
 
     number: int
     head: str
     tail: str
     published_at: float = -math.inf
+    server_time: float = 0.0
+    since: JournalMarks = JOURNALS_START
+    until: JournalMarks = JOURNALS_START
+    shared: dict[Hashable, str] = field(default_factory=dict, compare=False, repr=False)
 
 
 class StateHub:
@@ -127,6 +150,9 @@ class StateHub:
             head=encode_members(model.snapshot_head()),
             tail=encode_members(tail),
             published_at=now,
+            server_time=self.wall_clock(),
+            since=self.tick.until,
+            until=JournalMarks(self.temps.next_seq, self.logs.next_seq, self.messages.next_seq),
         )
         self._wake_sessions()
 
@@ -211,15 +237,30 @@ class SessionView:
     def has_new_tick(self) -> bool:
         return self.hub.tick.number > self.tick_number
 
+    def in_step(self, tick: Tick) -> bool:
+        """True if this view read up to where ``tick`` starts: it accumulates what every session
+        that sent the previous tick accumulates (:class:`Tick`)."""
+        return (self.temps_seq, self.logs_seq, self.messages_seq) == tick.since
+
+    def skip_tick(self) -> Tick:
+        """Take the latest tick without reading what accumulated, for a view :meth:`in_step`
+        with it whose ``current`` is already encoded: the cursors move to the tick's end."""
+        tick = self.hub.tick
+        self.tick_number = tick.number
+        self.temps_seq, self.logs_seq, self.messages_seq = tick.until
+        return tick
+
     def take_tick(self) -> tuple[Tick, Accumulated]:
-        """The latest tick (latest wins) and everything accumulated since the last take."""
+        """The latest tick (latest wins) and everything accumulated up to it since the last take
+        (what accumulated after it waits for the next tick)."""
+        tick = self.hub.tick
         hub = self.hub
-        self.tick_number = hub.tick.number
-        temps = hub.temps.read_since(self.temps_seq)
-        logs = hub.logs.read_since(self.logs_seq)
-        messages = hub.messages.read_since(self.messages_seq)
+        self.tick_number = tick.number
+        temps = hub.temps.read_since(self.temps_seq, tick.until.temps)
+        logs = hub.logs.read_since(self.logs_seq, tick.until.logs)
+        messages = hub.messages.read_since(self.messages_seq, tick.until.messages)
         self.temps_seq, self.logs_seq, self.messages_seq = temps.next_seq, logs.next_seq, messages.next_seq
-        return hub.tick, Accumulated(
+        return tick, Accumulated(
             temps=temps.items,
             logs=logs.items,
             messages=messages.items,
