@@ -21,7 +21,7 @@ from octotrio.auth import AccessConfig, AccessControl, default_group_permissions
 from octotrio.printer import CommState, PrinterEvent, Reading, StateChanged, TemperatureReport, TerminalLine
 from octotrio.push import BASE_INTERVAL, CLOSE_EVENTS_LOST, PushRateLimiter, ServerInfo, serve_push_session
 from octotrio.state import Aggregator, PrinterModel, StateHub, run_aggregator
-from octotrio.state._hub import EVENTS_JOURNAL_CAPACITY, TERMINAL_JOURNAL_CAPACITY
+from octotrio.state._hub import EVENTS_JOURNAL_CAPACITY, HOLD_RELEASE_INTERVAL, TERMINAL_JOURNAL_CAPACITY
 
 from .memory_connection import MemoryConnection
 
@@ -234,3 +234,26 @@ async def test_sessions_in_step_share_a_tick_and_each_variant_gets_its_own(
     assert [c["logs"] for c in currents(only_errors)] == [[f"Recv: Error {n}"] for n in range(3)]
     for connection in (no_logs, only_errors):
         assert [c["temps"] for c in currents(connection)] == [c["temps"] for c in currents(everything)]
+
+
+async def test_client_lifecycle_events_come_together_within_the_hold_interval(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    hub = StateHub(PrinterModel(), wall_clock=trio.current_time)
+    watcher = MemoryConnection()
+    _send, receive = trio.open_memory_channel[PrinterEvent](1)
+    serve = partial(serve_push_session, hub=hub, server=ServerInfo("test"), access=OPEN_ACCESS)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_aggregator, receive, hub)
+        nursery.start_soon(serve, watcher)
+        await trio.sleep(1)
+        first_opened = trio.current_time()
+        for _ in range(10):  # ten clients connect within 0.1 s; the printer is idle: no tick
+            nursery.start_soon(serve, MemoryConnection())
+            await trio.sleep(0.01)
+        await trio.sleep(2)
+        nursery.cancel_scope.cancel()
+    opened = [r for r in watcher.of_type("event") if r.message["event"]["type"] == "ClientOpened"]
+    assert len(opened) == 10
+    (written_at,) = {r.time for r in opened}  # one write for all ten
+    assert first_opened < written_at <= first_opened + HOLD_RELEASE_INTERVAL

@@ -18,7 +18,6 @@ broadcasts are encoded once by the hub, and a session only re-encodes when its p
 from __future__ import annotations
 
 import logging
-import math
 from collections import deque
 
 import trio
@@ -55,14 +54,11 @@ ADMIN_ONLY_EVENTS = frozenset({"UserLoggedIn", "UserLoggedOut"})
 
 CLIENT_LIFECYCLE_EVENTS = frozenset({"ClientOpened", "ClientAuthed", "ClientClosed"})
 """Every client's connect, login and disconnect is an event for every other session: N clients
-coming and going make N² of them. These alone are held for :data:`LIFECYCLE_HOLD` so that a
-storm costs each session a few writes, not one per client."""
-
-LIFECYCLE_HOLD = 0.5
-"""Seconds lifecycle events may wait for company before they are written (unless something else
-is sent first, which takes them along, in order). The tick interval: while the printer is busy
-they ride along with the next ``current`` at no extra write, and a storm of a thousand connects
-costs an idle session two writes a second. No client acts on them within half a second."""
+coming and going make N² of them. These alone wait for company, up to the hub's
+``HOLD_RELEASE_INTERVAL`` (0.5 s, unless something else is sent first, which takes them along,
+in order), so that a storm costs each session a few writes, not one per client: while the printer
+is busy they ride along with the next ``current`` at no extra write, and a storm of a thousand
+connects costs an idle session two writes a second. No client acts on them within half a second."""
 
 STRIPPED_EVENTS = {
     name: encode_message("event", {"type": name, "payload": {}}) for name in ("ClientOpened", "ClientAuthed")
@@ -96,8 +92,8 @@ class PushSession:
         self._drained = trio.Event()
         self._lifecycle_queued = 0
         """Outbox entries that are lifecycle events (:data:`CLIENT_LIFECYCLE_EVENTS`)."""
-        self._hold_until = math.inf
-        """When the lifecycle events in the outbox are due; infinite while there are none."""
+        self._held_since = 0
+        """The hub's release count when the first of them was queued: they are due after it."""
 
     # -- decisions (synchronous) -------------------------------------------------------------
 
@@ -125,6 +121,8 @@ class PushSession:
             if not self.subscription.wants_event(item.name):
                 return
             if item.name in CLIENT_LIFECYCLE_EVENTS:
+                if not self._lifecycle_queued:
+                    self._held_since = self.hub.request_release()
                 self._lifecycle_queued += 1
             if item.name in STRIPPED_EVENTS and not principal.has("ADMIN"):
                 self.outbox.append(STRIPPED_EVENTS[item.name])
@@ -135,6 +133,8 @@ class PushSession:
 
     def take_broadcasts(self) -> None:
         """Route every broadcast since the last call; count those lost by falling behind."""
+        if not self.view.has_broadcasts():
+            return  # the usual case at a tick: nothing to read
         items, lost = self.view.take_broadcasts()
         self.events_lost += lost
         for item in items:
@@ -204,7 +204,7 @@ class PushSession:
             "ClientAuthed",
             {"username": user, "remoteAddress": self.connection.remote_address},
             origin=self,
-            urgent=False,  # lifecycle: held by the sessions (LIFECYCLE_HOLD)
+            urgent=False,  # lifecycle: held by the sessions (CLIENT_LIFECYCLE_EVENTS)
         )
 
     def _subscribe(self, subscription: Subscription) -> None:
@@ -270,16 +270,12 @@ class PushSession:
             tick.shared[variant] = encoded
         return encoded
 
-    def outbox_due(self, now: float) -> bool:
+    def outbox_due(self) -> bool:
         """True when the outbox should be written now: it holds anything but lifecycle events, or
-        its lifecycle events have waited :data:`LIFECYCLE_HOLD` since the first of them."""
+        the hub released held events since the first of its lifecycle events was queued."""
         if len(self.outbox) > self._lifecycle_queued:
             return True
-        if not self.outbox:
-            return False
-        if self._hold_until == math.inf:
-            self._hold_until = now + LIFECYCLE_HOLD
-        return now >= self._hold_until
+        return bool(self.outbox) and self.hub.releases > self._held_since
 
     # -- tasks ---------------------------------------------------------------------------------
 
@@ -293,7 +289,7 @@ class PushSession:
                 await self._drained.wait()
 
     async def push_loop(self) -> None:
-        """Send events at once (lifecycle events within :data:`LIFECYCLE_HOLD`) and ``current`` when
+        """Send events at once (lifecycle events at the hub's next release) and ``current`` when
         the rate limiter allows, everything pending in one batch; return if events were lost."""
         while True:
             self._wake = trio.Event()  # reset before looking, so no wake-up is missed
@@ -308,23 +304,20 @@ class PushSession:
             now = trio.current_time()
             current_due = self.may_send_current() and self.view.has_new_tick() and self.limiter.may_send(now)
             batch: list[str] = []
-            if current_due or self.outbox_due(now):
+            if current_due or self.outbox_due():
                 batch, self.outbox = self.outbox, []
-                self._lifecycle_queued, self._hold_until = 0, math.inf
+                self._lifecycle_queued = 0
                 self._drained.set()
             if current_due:
                 batch.append(self.take_current(now))
             if batch:
                 await self.connection.send(batch)
                 continue
-            # Held back (latest wins): wake at the limiter's deadline if a tick is waiting, and
-            # when held lifecycle events are due.
-            waiting = self.may_send_current() and self.view.has_new_tick()
-            deadline = min(self._hold_until, self.limiter.earliest_send() if waiting else math.inf)
-            if deadline == math.inf:
+            if not (self.may_send_current() and self.view.has_new_tick()):
                 await self._wake.wait()  # no timer to arm: the common case, once per tick
                 continue
-            with trio.move_on_at(deadline):
+            # A tick held back (latest wins): wake at the limiter's deadline at the latest.
+            with trio.move_on_at(self.limiter.earliest_send()):
                 await self._wake.wait()
 
 

@@ -35,6 +35,13 @@ publishes 15,000 events before a session may get to run; a session that is readi
 all in one pass. About 3 MiB when full."""
 
 
+HOLD_RELEASE_INTERVAL = 0.5
+"""Longest time a session holds non-urgent events (a client's connect, login, disconnect) waiting
+for company: the tick interval, so that while the printer is busy they ride along with the next
+``current`` at no extra write. The hub's driver releases them all at once
+(:meth:`StateHub.release_held`), one timer for every session instead of one each."""
+
+
 def encode_json(value: Any) -> str:
     """Compact, ASCII-only JSON, as OctoPrint writes push messages (non-ASCII as ``\\uXXXX``)."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
@@ -114,6 +121,11 @@ class StateHub:
         self.tick = Tick(number=0, head="", tail="")
         self._waiting: dict[object, trio.Event] = {}
         self._waiting_urgent: dict[object, trio.Event] = {}
+        self.releases = 0
+        """How many times :meth:`release_held` ran."""
+        self.release_requested = trio.Event()
+        """Set while some session holds events: the driver then calls :meth:`release_held` within
+        :data:`HOLD_RELEASE_INTERVAL`."""
 
     def wake_on_change(self, waiter: object, wake: trio.Event, *, urgent_only: bool = False) -> None:
         """Set ``wake`` at the next tick or event (``urgent_only``: not for a non-urgent event);
@@ -140,6 +152,19 @@ class StateHub:
             waiting, self._waiting_urgent = self._waiting_urgent, {}
             for wake in waiting.values():
                 wake.set()
+
+    def request_release(self) -> int:
+        """A session starts holding events: have them released within
+        :data:`HOLD_RELEASE_INTERVAL`. Returns :attr:`releases`: the events are due once it grows."""
+        self.release_requested.set()
+        return self.releases
+
+    def release_held(self) -> None:
+        """Release held events: count a release and wake every waiting session (those that hold
+        events send them). Called by the driver, :data:`HOLD_RELEASE_INTERVAL` after a request."""
+        self.releases += 1
+        self.release_requested = trio.Event()
+        self._wake_sessions()
 
     def publish_tick(self, now: float) -> None:
         """Snapshot the model into a new tick published at ``now`` and wake every session."""
@@ -233,6 +258,10 @@ class SessionView:
         """Events and other broadcasts since the last call, and how many were lost by falling behind."""
         items, missed, self.events_seq = self.hub.broadcasts_since(self.events_seq)
         return items, missed
+
+    def has_broadcasts(self) -> bool:
+        """True when broadcasts were published since the last :meth:`take_broadcasts`."""
+        return self.events_seq != self.hub.events.next_seq
 
     def has_new_tick(self) -> bool:
         return self.hub.tick.number > self.tick_number
