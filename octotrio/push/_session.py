@@ -52,14 +52,6 @@ without reading pushes back on its own TCP connection instead of growing memory.
 ADMIN_ONLY_EVENTS = frozenset({"UserLoggedIn", "UserLoggedOut"})
 """Dropped (not backlogged) for sockets without ADMIN (§5.3)."""
 
-CLIENT_LIFECYCLE_EVENTS = frozenset({"ClientOpened", "ClientAuthed", "ClientClosed"})
-"""Every client's connect, login and disconnect is an event for every other session: N clients
-coming and going make N² of them. These alone wait for company, up to the hub's
-``HOLD_RELEASE_INTERVAL`` (0.5 s, unless something else is sent first, which takes them along,
-in order), so that a storm costs each session a few writes, not one per client: while the printer
-is busy they ride along with the next ``current`` at no extra write, and a storm of a thousand
-connects costs an idle session two writes a second. No client acts on them within half a second."""
-
 STRIPPED_EVENTS = {
     name: encode_message("event", {"type": name, "payload": {}}) for name in ("ClientOpened", "ClientAuthed")
 }
@@ -90,10 +82,16 @@ class PushSession:
         self.view: SessionView = hub.open_view()[1]
         self._wake = trio.Event()
         self._drained = trio.Event()
-        self._lifecycle_queued = 0
-        """Outbox entries that are lifecycle events (:data:`CLIENT_LIFECYCLE_EVENTS`)."""
+        self._held_queued = 0
+        """Outbox entries that may wait for company: non-urgent broadcasts. Every client's connect,
+        login and disconnect (``ClientOpened``, ``ClientAuthed``, ``ClientClosed``) is an event for
+        every other session, N² of them for N clients; they wait up to the hub's
+        ``HOLD_RELEASE_INTERVAL`` (0.5 s) unless something else is sent first, which takes them
+        along, in order. While the printer is busy they ride along with the next ``current`` at no
+        extra write, and a storm of a thousand connects costs an idle session two writes a second.
+        No client acts on them within half a second."""
         self._held_since = 0
-        """The hub's release count when the first of them was queued: they are due after it."""
+        """The hub's release count when the first of them was published: they are due after it."""
 
     # -- decisions (synchronous) -------------------------------------------------------------
 
@@ -117,19 +115,19 @@ class PushSession:
                     self.backlog_dropped += 1
                 self.backlog.append(item)
             return
+        encoded = item.encoded
         if item.kind == "event":
             if not self.subscription.wants_event(item.name):
                 return
-            if item.name in CLIENT_LIFECYCLE_EVENTS:
-                if not self._lifecycle_queued:
-                    self._held_since = self.hub.request_release()
-                self._lifecycle_queued += 1
             if item.name in STRIPPED_EVENTS and not principal.has("ADMIN"):
-                self.outbox.append(STRIPPED_EVENTS[item.name])
-                return
+                encoded = STRIPPED_EVENTS[item.name]
         elif item.kind == "plugin" and not self.subscription.wants_plugin(item.name):
             return
-        self.outbox.append(item.encoded)
+        if item.release is not None:
+            if not self._held_queued:
+                self._held_since = item.release
+            self._held_queued += 1
+        self.outbox.append(encoded)
 
     def take_broadcasts(self) -> None:
         """Route every broadcast since the last call; count those lost by falling behind."""
@@ -204,7 +202,7 @@ class PushSession:
             "ClientAuthed",
             {"username": user, "remoteAddress": self.connection.remote_address},
             origin=self,
-            urgent=False,  # lifecycle: held by the sessions (CLIENT_LIFECYCLE_EVENTS)
+            urgent=False,  # may wait for company (PushSession._held_queued)
         )
 
     def _subscribe(self, subscription: Subscription) -> None:
@@ -271,9 +269,9 @@ class PushSession:
         return encoded
 
     def outbox_due(self) -> bool:
-        """True when the outbox should be written now: it holds anything but lifecycle events, or
-        the hub released held events since the first of its lifecycle events was queued."""
-        if len(self.outbox) > self._lifecycle_queued:
+        """True when the outbox should be written now: it holds anything but held broadcasts, or
+        the hub released them since the first of them was published."""
+        if len(self.outbox) > self._held_queued:
             return True
         return bool(self.outbox) and self.hub.releases > self._held_since
 
@@ -289,12 +287,11 @@ class PushSession:
                 await self._drained.wait()
 
     async def push_loop(self) -> None:
-        """Send events at once (lifecycle events at the hub's next release) and ``current`` when
+        """Send events at once (client lifecycle events at the hub's next release) and ``current`` when
         the rate limiter allows, everything pending in one batch; return if events were lost."""
         while True:
             self._wake = trio.Event()  # reset before looking, so no wake-up is missed
-            # Lifecycle events held already: more of them need not wake this session.
-            self.hub.wake_on_change(self, self._wake, urgent_only=self._lifecycle_queued > 0)
+            self.hub.wake_on_change(self, self._wake)
             self.take_broadcasts()
             if self.events_lost:
                 address, lost = self.connection.remote_address, self.events_lost
@@ -306,7 +303,7 @@ class PushSession:
             batch: list[str] = []
             if current_due or self.outbox_due():
                 batch, self.outbox = self.outbox, []
-                self._lifecycle_queued = 0
+                self._held_queued = 0
                 self._drained.set()
             if current_due:
                 batch.append(self.take_current(now))

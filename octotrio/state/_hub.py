@@ -66,6 +66,9 @@ class Broadcast:
     name: str
     encoded: str
     origin: object | None = None
+    release: int | None = None
+    """For a non-urgent broadcast, the hub's release count when it was published: it is due
+    once the count grows (:meth:`StateHub.release_held`); None: due at once."""
 
 
 class JournalMarks(NamedTuple):
@@ -120,48 +123,35 @@ class StateHub:
         self._broadcasts: Journal[Broadcast] = Journal(EVENTS_JOURNAL_CAPACITY)  # aligned with events
         self.tick = Tick(number=0, head="", tail="")
         self._waiting: dict[object, trio.Event] = {}
-        self._waiting_urgent: dict[object, trio.Event] = {}
         self.releases = 0
         """How many times :meth:`release_held` ran."""
         self.release_requested = trio.Event()
-        """Set while some session holds events: the driver then calls :meth:`release_held` within
-        :data:`HOLD_RELEASE_INTERVAL`."""
+        """Set when a non-urgent broadcast waits for the next release: the driver then calls
+        :meth:`release_held` within :data:`HOLD_RELEASE_INTERVAL`."""
 
-    def wake_on_change(self, waiter: object, wake: trio.Event, *, urgent_only: bool = False) -> None:
-        """Set ``wake`` at the next tick or event (``urgent_only``: not for a non-urgent event);
-        replaces ``waiter``'s previous wake-up. Call it *before* checking for news, so nothing
-        published in between is missed.
+    def wake_on_change(self, waiter: object, wake: trio.Event) -> None:
+        """Set ``wake`` at the next tick, urgent broadcast or release; replaces ``waiter``'s
+        previous wake-up. Call it *before* checking for news, so nothing published in between is
+        missed.
 
         A wake-up is one-shot and only the sessions waiting get one: a burst of events while a
         session is busy costs one wake-up, and it then reads them all in one pass.
         """
-        self.forget(waiter)
-        (self._waiting_urgent if urgent_only else self._waiting)[waiter] = wake
+        self._waiting[waiter] = wake
 
     def forget(self, waiter: object) -> None:
         """Drop ``waiter``'s pending wake-up (its session ended)."""
         self._waiting.pop(waiter, None)
-        self._waiting_urgent.pop(waiter, None)
 
-    def _wake_sessions(self, *, urgent: bool = True) -> None:
-        if self._waiting:
-            waiting, self._waiting = self._waiting, {}
-            for wake in waiting.values():
-                wake.set()
-        if urgent and self._waiting_urgent:
-            waiting, self._waiting_urgent = self._waiting_urgent, {}
-            for wake in waiting.values():
-                wake.set()
-
-    def request_release(self) -> int:
-        """A session starts holding events: have them released within
-        :data:`HOLD_RELEASE_INTERVAL`. Returns :attr:`releases`: the events are due once it grows."""
-        self.release_requested.set()
-        return self.releases
+    def _wake_sessions(self) -> None:
+        waiting, self._waiting = self._waiting, {}
+        for wake in waiting.values():
+            wake.set()
 
     def release_held(self) -> None:
-        """Release held events: count a release and wake every waiting session (those that hold
-        events send them). Called by the driver, :data:`HOLD_RELEASE_INTERVAL` after a request."""
+        """Release the non-urgent broadcasts published so far: count a release and wake every
+        waiting session. Called by the driver, :data:`HOLD_RELEASE_INTERVAL` after the first of
+        them; without a driver they go out with whatever a session sends next."""
         self.releases += 1
         self.release_requested = trio.Event()
         self._wake_sessions()
@@ -190,7 +180,8 @@ class StateHub:
         urgent: bool = True,
     ) -> None:
         """Encode an event once, journal it and wake every session (except ``origin``'s); a
-        non-``urgent`` one only wakes the sessions that wait for any news."""
+        non-``urgent`` one wakes nobody: it waits for the next release (:data:`HOLD_RELEASE_INTERVAL`)
+        or goes out with whatever a session sends first."""
         self.publish(
             "event", {"type": event_type, "payload": payload}, name=event_type, origin=origin, urgent=urgent
         )
@@ -203,11 +194,15 @@ class StateHub:
         self, kind: str, payload: object, *, name: str = "", origin: object | None = None, urgent: bool = True
     ) -> None:
         """Encode ``{kind: payload}`` once, journal it in order with the events, wake every session
-        (only those waiting for any news if not ``urgent``)."""
+        (if not ``urgent``: request a release instead; a storm of N clients connecting publishes
+        N events that would otherwise each wake every session)."""
         encoded = encode_json({kind: payload})
         self.events.append(encoded)
-        self._broadcasts.append(Broadcast(kind, name, encoded, origin))
-        self._wake_sessions(urgent=urgent)
+        self._broadcasts.append(Broadcast(kind, name, encoded, origin, None if urgent else self.releases))
+        if urgent:
+            self._wake_sessions()
+        else:
+            self.release_requested.set()
 
     def broadcasts_since(self, seq: int) -> tuple[list[Broadcast], int, int]:
         """Broadcasts from sequence number ``seq`` on: (items, how many were lost, next seq)."""
