@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import logging
 import os
 import signal
@@ -128,6 +129,22 @@ async def _serve(config: ServerConfig) -> None:
                 break
 
 
+GC_YOUNG_THRESHOLD = 50_000
+"""Allocations between two collections of the garbage collector's youngest generation (Python's
+default is 700). Each tick allocates a few objects per session (wake-up events, outcomes), so with
+thousands of sessions the default ran a collection every few hundred sessions, and promoted those
+short-lived objects into the old generations, whose full collections then paused the server for
+up to 0.3 s with 1000 clients (a tick's arrivals spread by as much). 50,000 young objects are a
+few MiB, and cyclic garbage is still collected: the older generations keep their defaults."""
+
+
+def _tune_garbage_collector() -> None:
+    """Collect less often, and never scan what exists at startup (modules, configuration)."""
+    gc.freeze()
+    _young, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
 def _default_data_dir() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "octotrio"
 
@@ -167,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         except ConfigError as error:
             sys.exit(f"octotrio: {error}")
+        _tune_garbage_collector()
         trio.run(_serve, config)
     elif args.command == "user":
         sys.exit(run_user_command(args))
