@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from octotrio.printer import (
     CommState,
@@ -536,3 +537,25 @@ def test_a_printer_reset_is_reported_with_whether_it_was_idle() -> None:
     assert fold_all(recorder, [PrinterReset(idle=True)]) == [
         {"type": "PrinterReset", "payload": {"idle": True}}
     ]
+
+
+async def test_a_waiter_that_fails_to_be_served_in_place_is_woken_and_the_others_still_served() -> None:
+    hub = StateHub(PrinterModel(), wall_clock=lambda: 0.0)
+    served: list[str] = []
+
+    def fail() -> bool:
+        raise RuntimeError("a bug in one session")
+
+    def serve(name: str) -> bool:
+        served.append(name)
+        return True
+
+    broken_wake, declined_wake, served_wake = trio.Event(), trio.Event(), trio.Event()
+    hub.wake_on_change("broken", broken_wake, fail)
+    hub.wake_on_change("declines", declined_wake, lambda: False)
+    hub.wake_on_change("served", served_wake, lambda: serve("served"))
+    hub.publish_tick(0.0)
+    assert broken_wake.is_set()
+    assert declined_wake.is_set()
+    assert not served_wake.is_set()
+    assert served == ["served"]

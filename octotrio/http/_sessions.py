@@ -110,19 +110,30 @@ class SockJSSession:
         if not self.core.is_open:
             self._incoming_send.close()
 
-    async def send(self, messages: Sequence[str]) -> None:
-        """Write ``messages`` to the client at once if a :attr:`direct` writer is ready and nothing
-        is queued; else queue them. Waits while the queue is full; if no receiver takes it within
-        the write timeout, closes the session with ``QUEUE_OVERFLOW_CLOSE``. Cancellable (a
-        checkpoint, though the direct path does not yield unless cancelled)."""
+    def send_nowait(self, messages: Sequence[str]) -> bool:
+        """Write ``messages`` at once if a :attr:`direct` writer is ready and nothing is queued,
+        else queue them if the queue has room: True. False (nothing done) when the session is not
+        open or its queue is full: :meth:`send` then waits or raises."""
         direct = self.direct
         if direct is not None and direct.ready():
-            await trio.lowlevel.checkpoint_if_cancelled()
             frame = self.core.take_direct(direct.receiver, messages, trio.current_time())
             if frame is not None:
                 direct.write_nowait(frame)
-                return
-        await trio.lowlevel.checkpoint()
+                return True
+        if not self.core.is_open or self.core.queue_full:
+            return False
+        self.core.enqueue(messages)
+        self.notify()
+        return True
+
+    async def send(self, messages: Sequence[str]) -> None:
+        """Send ``messages`` as :meth:`send_nowait` does; waits while the queue is full; if no
+        receiver takes it within the write timeout, closes the session with
+        ``QUEUE_OVERFLOW_CLOSE``. Cancellable (a checkpoint, though it yields only when it waits
+        or is cancelled)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self.send_nowait(messages):
+            return
         if self.core.is_open and self.core.queue_full:
             # The deadline is armed only when the send has to wait: a timer per send would cost
             # every push of every session, and the queue is rarely full.

@@ -81,6 +81,8 @@ class PushSession:
         self.outbox: list[str] = []
         self.view: SessionView = hub.open_view()[1]
         self._wake = trio.Event()
+        self._pending: list[str] = []
+        """A batch :meth:`serve_nowait` took but could not send without waiting: the loop's."""
         self._drained = trio.Event()
         self._held_queued = 0
         """Outbox entries that may wait for company: non-urgent broadcasts. Every client's connect,
@@ -288,34 +290,70 @@ class PushSession:
 
     async def push_loop(self) -> None:
         """Send events at once (client lifecycle events at the hub's next release) and ``current`` when
-        the rate limiter allows, everything pending in one batch; return if events were lost."""
+        the rate limiter allows, everything pending in one batch; return if events were lost.
+
+        While it waits, the hub may do its next round right where news is published
+        (:meth:`serve_nowait`); it registers for that only when idle, so the two never overlap.
+        """
         while True:
             self._wake = trio.Event()  # reset before looking, so no wake-up is missed
             self.hub.wake_on_change(self, self._wake)
+            if self._pending:
+                batch, self._pending = self._pending, []
+                await self.connection.send(batch)
+                continue
             self.take_broadcasts()
             if self.events_lost:
                 address, lost = self.connection.remote_address, self.events_lost
                 log.warning("closing %s: it fell %d events behind", address, lost)
                 await self.connection.close(CLOSE_EVENTS_LOST, "Client fell behind, events were lost")
                 return
-            now = trio.current_time()
-            current_due = self.may_send_current() and self.view.has_new_tick() and self.limiter.may_send(now)
-            batch: list[str] = []
-            if current_due or self.outbox_due():
-                batch, self.outbox = self.outbox, []
-                self._held_queued = 0
-                self._drained.set()
-            if current_due:
-                batch.append(self.take_current(now))
+            batch = self.take_batch(trio.current_time())
             if batch:
                 await self.connection.send(batch)
                 continue
+            self.hub.wake_on_change(self, self._wake, self.serve_nowait)
             if not (self.may_send_current() and self.view.has_new_tick()):
-                await self._wake.wait()  # no timer to arm: the common case, once per tick
+                await self._wake.wait()  # no timer to arm: the common case
                 continue
             # A tick held back (latest wins): wake at the limiter's deadline at the latest.
             with trio.move_on_at(self.limiter.earliest_send()):
                 await self._wake.wait()
+
+    def take_batch(self, now: float) -> list[str]:
+        """Take what is due at ``now``, in order: the outbox (when due, and always along with a
+        ``current``), then the ``current`` if one is due and the rate limiter allows it."""
+        current_due = self.may_send_current() and self.view.has_new_tick() and self.limiter.may_send(now)
+        batch: list[str] = []
+        if current_due or self.outbox_due():
+            batch, self.outbox = self.outbox, []
+            self._held_queued = 0
+            self._drained.set()
+        if current_due:
+            batch.append(self.take_current(now))
+        return batch
+
+    def serve_nowait(self) -> bool:
+        """One round of the push loop, done by the hub where it publishes news while the loop is
+        idle (``StateHub.wake_on_change``): at a tick, thousands of sessions get their
+        ``current`` in one pass, without a task switch each.
+
+        True if what was due went out without waiting (registered again for the next news);
+        False to have the loop woken instead: nothing was due (the loop may need a timer), events
+        were lost, or the connection would wait, and then the batch already taken is left in
+        ``_pending``, which the loop sends before anything else.
+        """
+        self.take_broadcasts()
+        if self.events_lost:
+            return False
+        batch = self.take_batch(trio.current_time())
+        if not batch:
+            return False
+        if not self.connection.send_nowait(batch):
+            self._pending = batch
+            return False
+        self.hub.wake_on_change(self, self._wake, self.serve_nowait)
+        return True
 
 
 async def serve_push_session(
