@@ -18,6 +18,7 @@ Protocol (one JSON object per line):
 
 from __future__ import annotations
 
+import gc
 import json
 import resource
 import sys
@@ -27,6 +28,11 @@ import trio
 
 from bench._clock import MonotonicClock
 from bench._wsclient import Auth, ClientPlan, ClientRecord, Window, run_client
+
+GC_YOUNG_THRESHOLD = 50_000
+"""As the server's (``octotrio.cli.GC_YOUNG_THRESHOLD``): thousands of client tasks allocate per
+message, and frequent collections that promote those objects end in full collections that pause
+every client of the process at once, which would read as the server spreading a tick."""
 
 
 def _raise_file_limit() -> None:
@@ -129,6 +135,8 @@ def _record_json(record: ClientRecord) -> dict[str, Any]:
 
 def main() -> None:
     _raise_file_limit()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     trio.run(serve_clients, clock=MonotonicClock())
 
 

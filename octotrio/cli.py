@@ -23,14 +23,16 @@ from octotrio.sockjs import HEARTBEAT_INTERVAL, RESPONSE_LIMIT
 
 log = logging.getLogger("octotrio")
 
-GC_YOUNG_THRESHOLD = 10_000
+GC_YOUNG_THRESHOLD = 50_000
 """Net container allocations between two young-generation collections (Python's default: 700).
 Every client holds about 200 long-lived objects (its tasks, coroutines, cancel scopes, buffers),
-so a storm of 1000 clients connecting creates 200,000 of them: with the default, the collector
-ran hundreds of young and several full collections and took about a third of the server's CPU
-(measured with ``gc.callbacks``); with this, less than a third of that. The price: cyclic
-garbage is found later (young: after 10,000 allocations, a few MiB; older generations after
-proportionally more), while everything without cycles is still freed at once by reference counts."""
+and each tick allocates a few short-lived ones per session (wake-up events, outcomes). With the
+default, a storm of 1000 connecting clients ran hundreds of young and several full collections
+(about a third of the server's CPU, measured with ``gc.callbacks``), and during fan-out to 1000
+clients the promoted short-lived objects ended in full collections that paused the server for up
+to 0.3 s (a tick's arrivals spread by as much). 50,000 young objects are a few MiB; cyclic garbage
+is still collected, later (the older generations keep their defaults), and everything without
+cycles is still freed at once by reference counts."""
 
 
 def _configure_garbage_collector() -> None:

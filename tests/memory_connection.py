@@ -36,11 +36,20 @@ class MemoryConnection:
     def __post_init__(self) -> None:
         self.to_server, self._from_client = trio.open_memory_channel[str](16)
 
+    def _record(self, messages: Sequence[str]) -> None:
+        now = trio.current_time()
+        self.sent.extend(Received(now, json.loads(m)) for m in messages)
+
+    def send_nowait(self, messages: Sequence[str]) -> bool:
+        if self.closed_with is not None:
+            return False
+        self._record(messages)
+        return True
+
     async def send(self, messages: Sequence[str]) -> None:
         if self.closed_with is not None:
             raise ConnectionClosed
-        now = trio.current_time()
-        self.sent.extend(Received(now, json.loads(m)) for m in messages)
+        self._record(messages)
         await trio.lowlevel.checkpoint()
 
     async def receive(self) -> str:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import pytest
 import trio
 import trio.testing
@@ -181,3 +185,60 @@ async def test_sends_are_serialized(autojump_clock: trio.testing.MockClock) -> N
         assert isinstance(event, TextMessage)
         received.add(event.data)
     assert received == {f"message {index}" * 100 for index in range(20)}
+
+
+@asynccontextmanager
+async def socket_pair(*, write_timeout: float) -> AsyncIterator[tuple[WebSocket, Client]]:
+    """A websocket on a real (Unix) socket pair with small buffers, and its client."""
+    server_socket, client_socket = trio.socket.socketpair()
+    for sock in (server_socket, client_socket):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client = Client(trio.SocketStream(client_socket))
+    server = WebSocket(
+        trio.SocketStream(server_socket), b"", write_timeout=write_timeout, max_message_bytes=100
+    )
+    try:
+        yield server, client
+    finally:
+        await server.aclose()
+        await client.stream.aclose()
+
+
+async def test_a_send_without_waiting_keeps_what_the_socket_did_not_take_for_flush() -> None:
+    async with socket_pair(write_timeout=10.0) as (server, client):
+        await check_send_without_waiting(server, client)
+
+
+async def check_send_without_waiting(server: WebSocket, client: Client) -> None:
+    assert server.can_send_nowait
+    server.send_texts_nowait(["first"])
+    assert not server.has_unsent
+    big = ["x" * 1000] * 200  # far more than the socket buffers hold
+    server.send_texts_nowait(big)
+    assert server.has_unsent
+    assert not server.can_send_nowait  # the rest must go out first, in order
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.flush)
+        nursery.start_soon(server.send_text, "last")
+        received, parts = [], []
+        while len(received) < 202:
+            event = await client.next_event()
+            assert isinstance(event, TextMessage)
+            parts.append(event.data)
+            if event.message_finished:
+                received.append("".join(parts))
+                parts.clear()
+    assert received == ["first", *big, "last"]
+    assert server.can_send_nowait
+
+
+async def test_unsent_bytes_of_a_client_that_stops_reading_time_out_like_any_write(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with socket_pair(write_timeout=10.0) as (server, _client):
+        server.send_texts_nowait(["x" * 1000] * 200)
+        with pytest.raises(WebSocketClosed) as closed:
+            await server.flush()
+        assert closed.value.code == 1006
+        assert server.is_finished

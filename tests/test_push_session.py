@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import trio
 import trio.testing
@@ -19,10 +20,10 @@ from hypothesis import strategies as st
 
 from octotrio.auth import AccessConfig, AccessControl, default_group_permissions
 from octotrio.printer import CommState, PrinterEvent, Reading, StateChanged, TemperatureReport, TerminalLine
-from octotrio.push import BASE_INTERVAL, CLOSE_EVENTS_LOST, ServerInfo, serve_push_session
+from octotrio.push import BASE_INTERVAL, CLOSE_EVENTS_LOST, PushRateLimiter, ServerInfo, serve_push_session
 from octotrio.push._session import PushSession
 from octotrio.state import Aggregator, PrinterModel, StateHub, run_aggregator
-from octotrio.state._hub import EVENTS_JOURNAL_CAPACITY, TERMINAL_JOURNAL_CAPACITY
+from octotrio.state._hub import EVENTS_JOURNAL_CAPACITY, HOLD_RELEASE_INTERVAL, TERMINAL_JOURNAL_CAPACITY
 
 from .memory_connection import MemoryConnection
 
@@ -92,7 +93,11 @@ def run_scenario(
 
 
 def throttle_at(changes: list[tuple[float, int]], time: float) -> int:
-    return [factor for since, factor in changes if since <= time][-1]
+    """The throttle in force for a push at ``time``. One sent at the very instant of the push may
+    reach the session before or after it: the smaller of the two then."""
+    before = [factor for since, factor in changes if since < time][-1]
+    at = [factor for since, factor in changes if since <= time][-1]
+    return min(before, at)
 
 
 @settings(deadline=None, max_examples=60)
@@ -104,7 +109,11 @@ def test_current_respects_throttle_and_delivers_every_item_once(scenario: list[S
     currents = connection.of_type("current")
     for previous, following in itertools.pairwise(currents):
         factor = throttle_at(throttle_changes, following.time)
-        assert following.time - previous.time >= BASE_INTERVAL * factor - 1e-9
+        # Intervals count from the tick a current carries (serverTime: the fake clock is the wall
+        # clock here), not from the moment the session's turn came, which may be later.
+        interval = following.message["current"]["serverTime"] - previous.message["current"]["serverTime"]
+        assert interval >= BASE_INTERVAL * factor - 1e-9
+        assert following.time >= following.message["current"]["serverTime"]
 
     delivered_logs = [
         line for r in currents for line in r.message["current"]["logs"] if line.startswith("Recv: line")
@@ -131,6 +140,9 @@ def test_state_change_fires_printer_state_changed_event() -> None:
 
 class SlowConnection(MemoryConnection):
     """A client whose every receive of a batch takes ten (fake) seconds."""
+
+    def send_nowait(self, messages: Sequence[str]) -> bool:
+        return False  # every batch has to wait
 
     async def send(self, messages: Sequence[str]) -> None:
         await trio.sleep(10)
@@ -167,7 +179,7 @@ async def test_logs_dropped_for_a_slow_client_are_announced_not_hidden(
         await trio.sleep(15)  # connected and history are on their way: the session's view is open
         for n in range(TERMINAL_JOURNAL_CAPACITY + 5):
             aggregator.fold(TerminalLine(f"Recv: {n}"))
-        hub.publish_tick()
+        hub.publish_tick(trio.current_time())
         await trio.sleep(60)
         nursery.cancel_scope.cancel()
     (current,) = connection.of_type("current")
@@ -195,3 +207,83 @@ async def test_sessions_whose_clients_left_are_not_kept_in_memory(
     assert len(hub.broadcasts_since(0)[0]) == 6
     gc.collect()
     assert [o for o in gc.get_objects() if isinstance(o, PushSession) and o.hub is hub] == []
+
+
+def test_the_interval_counts_from_the_tick_not_from_the_session_turn() -> None:
+    limiter = PushRateLimiter()
+    # The tick published at 10.0 reached this session's turn 0.3 s late (a thousand sessions
+    # ahead of it): the next tick, published at 10.5, may still go out at once.
+    limiter.record_send(now=10.3, published_at=10.0)
+    assert limiter.may_send(10.5)
+    assert not limiter.may_send(10.499)
+
+
+def test_a_held_back_tick_counts_from_when_it_went_out() -> None:
+    limiter = PushRateLimiter(throttle=2)
+    limiter.record_send(now=10.0, published_at=10.0)
+    # The tick of 10.5 is held back until the interval is over at 11.0; it went out at 11.02.
+    assert not limiter.may_send(10.5)
+    limiter.record_send(now=11.02, published_at=10.5)
+    assert not limiter.may_send(12.0)
+    assert limiter.may_send(12.02)
+
+
+async def test_sessions_in_step_share_a_tick_and_each_variant_gets_its_own(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    hub = StateHub(PrinterModel(), wall_clock=trio.current_time)
+    aggregator = Aggregator(hub)
+    everything, also_everything, no_logs, only_errors = (MemoryConnection() for _ in range(4))
+    async with trio.open_nursery() as nursery:
+        for connection in (everything, also_everything, no_logs, only_errors):
+            nursery.start_soon(
+                partial(
+                    serve_push_session, connection, hub=hub, server=ServerInfo("test"), access=OPEN_ACCESS
+                )
+            )
+        await no_logs.to_server.send('{"subscribe": {"state": {"logs": false}}}')
+        await only_errors.to_server.send('{"subscribe": {"state": {"logs": "Error"}}}')
+        await trio.sleep(1)
+        for tick in range(3):
+            aggregator.fold(TerminalLine(f"Recv: ok {tick}"))
+            aggregator.fold(TerminalLine(f"Recv: Error {tick}"))
+            aggregator.fold(TemperatureReport({"tool0": Reading(20.0 + tick, 0.0)}))
+            hub.publish_tick(trio.current_time())
+            await trio.sleep(BASE_INTERVAL)
+        nursery.cancel_scope.cancel()
+
+    def currents(connection: MemoryConnection) -> list[dict[str, Any]]:
+        return [r.message["current"] for r in connection.of_type("current")]
+
+    assert len(currents(everything)) == 3
+    assert currents(everything) == currents(also_everything)
+    assert [c["logs"] for c in currents(everything)] == [
+        [f"Recv: ok {n}", f"Recv: Error {n}"] for n in range(3)
+    ]
+    assert [c["logs"] for c in currents(no_logs)] == [[], [], []]
+    assert [c["logs"] for c in currents(only_errors)] == [[f"Recv: Error {n}"] for n in range(3)]
+    for connection in (no_logs, only_errors):
+        assert [c["temps"] for c in currents(connection)] == [c["temps"] for c in currents(everything)]
+
+
+async def test_client_lifecycle_events_come_together_within_the_hold_interval(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    hub = StateHub(PrinterModel(), wall_clock=trio.current_time)
+    watcher = MemoryConnection()
+    _send, receive = trio.open_memory_channel[PrinterEvent](1)
+    serve = partial(serve_push_session, hub=hub, server=ServerInfo("test"), access=OPEN_ACCESS)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_aggregator, receive, hub)
+        nursery.start_soon(serve, watcher)
+        await trio.sleep(1)
+        first_opened = trio.current_time()
+        for _ in range(10):  # ten clients connect within 0.1 s; the printer is idle: no tick
+            nursery.start_soon(serve, MemoryConnection())
+            await trio.sleep(0.01)
+        await trio.sleep(2)
+        nursery.cancel_scope.cancel()
+    opened = [r for r in watcher.of_type("event") if r.message["event"]["type"] == "ClientOpened"]
+    assert len(opened) == 10
+    (written_at,) = {r.time for r in opened}  # one write for all ten
+    assert first_opened < written_at <= first_opened + HOLD_RELEASE_INTERVAL

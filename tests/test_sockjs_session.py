@@ -220,6 +220,25 @@ def test_queue_full_is_reported_and_freed_by_a_receiver() -> None:
     assert not session.queue_full
 
 
+def test_messages_bypass_the_queue_only_when_nothing_is_owed_before_them() -> None:
+    session = new_session()
+    assert session.take_direct(RECEIVER, ['"x"'], 0.0) is None  # no receiver: queue them
+    session.attach(RECEIVER, 0.0)
+    assert session.take_direct(RECEIVER, ['"x"'], 0.0) is None  # o is owed first (F1)
+    assert texts(session, RECEIVER, 0.0) == ["o"]
+    session.enqueue(['"queued"'])
+    assert session.take_direct(RECEIVER, ['"x"'], 0.0) is None  # behind the queue, in order
+    assert texts(session, RECEIVER, 0.0) == ['a["queued"]']
+    assert session.take_direct(OTHER, ['"x"'], 0.0) is None  # only for the attached receiver
+    frame = session.take_direct(RECEIVER, ['"1"', '"2"'], 10.0)
+    assert frame is not None
+    assert frame.text == 'a["1","2"]'
+    assert session.wake_at() == 35.0  # a frame like any other for the heartbeat (S9)
+    session.close(3000, "Go away!")
+    assert session.take_direct(RECEIVER, ['"late"'], 10.0) is None  # closing: enqueue refuses it
+    assert texts(session, RECEIVER, 10.0) == ['c[3000,"Go away!"]']
+
+
 def test_take_frame_from_a_receiver_that_is_not_attached_is_a_bug() -> None:
     session = new_session()
     with pytest.raises(ValueError, match="not attached"):

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from octotrio.printer import (
     CommState,
@@ -204,7 +205,7 @@ def test_history_and_the_first_current_neither_overlap_nor_leave_a_gap() -> None
     recorder.aggregator.fold(TerminalLine("Recv: before"))
     history, view = recorder.hub.open_view()
     recorder.aggregator.fold(TerminalLine("Recv: after"))
-    recorder.hub.publish_tick()
+    recorder.hub.publish_tick(0.0)
     _, accumulated = view.take_tick()
     assert history.payload["logs"] == ["Recv: before"]
     assert [json.loads(line) for line in accumulated.logs] == ["Recv: after"]
@@ -621,3 +622,25 @@ def test_the_sd_card_shows_in_the_flags_its_listing_fires_updated_files_and_its_
         recorder.aggregator.fold(gone)
         assert not model.state_payload()["flags"]["sdReady"]
         assert not model.sd_files
+
+
+async def test_a_waiter_that_fails_to_be_served_in_place_is_woken_and_the_others_still_served() -> None:
+    hub = StateHub(PrinterModel(), wall_clock=lambda: 0.0)
+    served: list[str] = []
+
+    def fail() -> bool:
+        raise RuntimeError("a bug in one session")
+
+    def serve(name: str) -> bool:
+        served.append(name)
+        return True
+
+    broken_wake, declined_wake, served_wake = trio.Event(), trio.Event(), trio.Event()
+    hub.wake_on_change("broken", broken_wake, fail)
+    hub.wake_on_change("declines", declined_wake, lambda: False)
+    hub.wake_on_change("served", served_wake, lambda: serve("served"))
+    hub.publish_tick(0.0)
+    assert broken_wake.is_set()
+    assert declined_wake.is_set()
+    assert not served_wake.is_set()
+    assert served == ["served"]

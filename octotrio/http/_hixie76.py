@@ -28,7 +28,13 @@ import trio
 
 from ._exchange import ClientGone, HttpExchange, send_bytes
 from ._request import Request
-from ._websocket import ABNORMAL_CLOSURE, NOT_A_WEBSOCKET_REQUEST, HandshakeRefusal, WebSocketClosed
+from ._websocket import (
+    ABNORMAL_CLOSURE,
+    NOT_A_WEBSOCKET_REQUEST,
+    HandshakeRefusal,
+    WebSocketClosed,
+    write_nowait,
+)
 
 CHALLENGE_BYTES = 8
 """The client's third key: the bytes after the request head (draft-76 §4.1, "key3")."""
@@ -261,6 +267,10 @@ class Hixie76WebSocket:
             self._codec.receive_data(received)
         self._write_timeout = write_timeout
         self._send_lock = trio.Lock()
+        self._socket_stream = stream if isinstance(stream, trio.SocketStream) else None
+        self._unsent = b""
+        """What :meth:`send_texts_nowait` wrote that the socket did not take; written first by the
+        next write."""
         self._close_sent = False
         self._close_received = False
         self._broken = False
@@ -335,6 +345,41 @@ class Hixie76WebSocket:
                 raise self._closed()
             await self._write(b"".join(self._codec.send_text(text) for text in texts))
 
+    @property
+    def can_send_nowait(self) -> bool:
+        """As :attr:`WebSocket.can_send_nowait <octotrio.http._websocket.WebSocket.can_send_nowait>`."""
+        return (
+            self._socket_stream is not None
+            and self.is_open
+            and not self._unsent
+            and not self._send_lock.locked()
+        )
+
+    @property
+    def has_unsent(self) -> bool:
+        """True while bytes of :meth:`send_texts_nowait` wait for :meth:`flush`."""
+        return bool(self._unsent)
+
+    def send_texts_nowait(self, texts: Sequence[str]) -> None:
+        """Send ``texts`` from the caller's task without waiting; what the socket does not take
+        at once waits for :meth:`flush` (as :meth:`WebSocket.send_texts_nowait
+        <octotrio.http._websocket.WebSocket.send_texts_nowait>`)."""
+        assert self.can_send_nowait, "check can_send_nowait first"
+        assert self._socket_stream is not None
+        data = b"".join(self._codec.send_text(text) for text in texts)
+        try:
+            written = write_nowait(self._socket_stream, data)
+        except OSError:
+            self._broken = True
+            raise self._closed() from None
+        self._unsent = data[written:]
+
+    async def flush(self) -> None:
+        """Write what :meth:`send_texts_nowait` left unsent, if anything; as :meth:`send_text`."""
+        async with self._send_lock:
+            if self._unsent and not self._broken:
+                await self._write(b"")
+
     async def close(self, code: int, reason: str) -> None:
         """Send a close frame; ``code`` and ``reason`` are only recorded (hixie-76 cannot carry
         them). Idempotent, never raises for a peer that is gone, bounded by the write timeout;
@@ -351,7 +396,9 @@ class Hixie76WebSocket:
                 await self._write(self._codec.send_close())
 
     async def _write(self, data: bytes) -> None:
-        # Called with the send lock held.
+        # Called with the send lock held. Bytes a send without waiting left over go first.
+        if self._unsent:
+            data, self._unsent = self._unsent + data, b""
         written = False
         try:
             await send_bytes(self._stream, data, write_timeout=self._write_timeout)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Sequence
+from typing import Protocol
 
 import trio
 
@@ -47,6 +48,25 @@ APP_RETURNED_CLOSE = (3000, "Go away!")  # the SockJS default close (F3)
 APP_FAILED_CLOSE = (1011, "Internal error")
 
 
+class DirectWriter(Protocol):
+    """A receiver that can write a frame from the application's task, without waiting (a
+    websocket): see :attr:`SockJSSession.direct`."""
+
+    @property
+    def receiver(self) -> object:
+        """The receiver it writes for, as attached to the session."""
+        ...
+
+    def ready(self) -> bool:
+        """True when :meth:`write_nowait` may be called now (no write under way)."""
+        ...
+
+    def write_nowait(self, frame: Frame) -> None:
+        """Write ``frame`` at once; bytes the connection does not take at once, and a broken
+        connection, are the receiver's task's to deal with (as for any frame it writes)."""
+        ...
+
+
 class SockJSSession:
     """One SockJS session on trio, whatever transport carries it; implements
     :class:`~octotrio.sockjs.SockJSConnection` for the application.
@@ -73,6 +93,10 @@ class SockJSSession:
         self._changed = trio.Event()
         self.app_done = trio.Event()
         """Set once the application has returned."""
+        self.direct: DirectWriter | None = None
+        """Set by a transport whose receiver can write from :meth:`send` itself: a batch sent
+        while nothing is queued and its connection is idle is then written at once (one write, no
+        wake-up of the transport's task: the path of nearly every push)."""
 
     @property
     def remote_address(self) -> str:
@@ -86,10 +110,30 @@ class SockJSSession:
         if not self.core.is_open:
             self._incoming_send.close()
 
+    def send_nowait(self, messages: Sequence[str]) -> bool:
+        """Write ``messages`` at once if a :attr:`direct` writer is ready and nothing is queued,
+        else queue them if the queue has room: True. False (nothing done) when the session is not
+        open or its queue is full: :meth:`send` then waits or raises."""
+        direct = self.direct
+        if direct is not None and direct.ready():
+            frame = self.core.take_direct(direct.receiver, messages, trio.current_time())
+            if frame is not None:
+                direct.write_nowait(frame)
+                return True
+        if not self.core.is_open or self.core.queue_full:
+            return False
+        self.core.enqueue(messages)
+        self.notify()
+        return True
+
     async def send(self, messages: Sequence[str]) -> None:
-        """Queue ``messages`` for the client. Waits while the queue is full; if no receiver takes
-        it within the write timeout, closes the session with ``QUEUE_OVERFLOW_CLOSE``."""
-        await trio.lowlevel.checkpoint()
+        """Send ``messages`` as :meth:`send_nowait` does; waits while the queue is full; if no
+        receiver takes it within the write timeout, closes the session with
+        ``QUEUE_OVERFLOW_CLOSE``. Cancellable (a checkpoint, though it yields only when it waits
+        or is cancelled)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self.send_nowait(messages):
+            return
         if self.core.is_open and self.core.queue_full:
             # The deadline is armed only when the send has to wait: a timer per send would cost
             # every push of every session, and the queue is rarely full.
@@ -135,13 +179,24 @@ class SockJSSession:
         """Wait for the next frame due to ``receiver`` (queued messages, the close frame, a
         heartbeat) and take it; None once ``receiver`` is no longer attached. Cancellable."""
         while self.core.attached(receiver):
-            frame = self.core.take_frame(receiver, trio.current_time())
+            frame = self.take_frame(receiver)
             if frame is not None:
-                self.notify()  # the queue has room again
                 return frame
-            with trio.move_on_at(self.core.wake_at()):
-                await self._changed.wait()
+            await self.wait_for_change()
         return None
+
+    def take_frame(self, receiver: object) -> Frame | None:
+        """The frame due to the attached ``receiver`` now, if any (:meth:`Session.take_frame
+        <octotrio.sockjs.Session.take_frame>`)."""
+        frame = self.core.take_frame(receiver, trio.current_time())
+        if frame is not None:
+            self.notify()  # the queue has room again
+        return frame
+
+    async def wait_for_change(self) -> None:
+        """Wait until the session changes (:meth:`notify`) or a heartbeat is due. Cancellable."""
+        with trio.move_on_at(self.core.wake_at()):
+            await self._changed.wait()
 
     def detach(self, receiver: object, *, interrupted: bool) -> None:
         """Detach ``receiver`` (see :meth:`octotrio.sockjs.Session.detach`)."""

@@ -37,6 +37,7 @@ from octotrio.sockjs import (
     EVENTSOURCE_PRELUDE,
     XHR_STREAMING_PRELUDE,
     BrokenFraming,
+    Frame,
     NotAnArray,
     SockJSApp,
     SockJSOptions,
@@ -416,13 +417,15 @@ class SockJSEndpoint:
             exchange.remote_address, self._options, write_timeout=exchange.write_timeout, framed=framed
         )
         session.core.attach(websocket, trio.current_time())
+        writer = _WebSocketWriter(websocket, session, framed)
+        session.direct = writer
         reader_done = trio.Event()
         try:
             with self._sessions.register(session):
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._read_websocket, websocket, session, framed, reader_done)
                     nursery.start_soon(session.run_app, self._app)
-                    await _write_websocket(websocket, session, framed)
+                    await writer.run()
                     with trio.move_on_after(SESSION_CLOSE_TIMEOUT):
                         await session.app_done.wait()
                         await reader_done.wait()
@@ -458,22 +461,63 @@ class SockJSEndpoint:
             done.set()
 
 
-async def _write_websocket(websocket: AnyWebSocket, session: SockJSSession, framed: bool) -> None:
-    """Write the session's frames until its close frame went out or the websocket is over."""
-    try:
-        while (frame := await session.next_frame(websocket)) is not None:
-            if frame.close is not None:
-                await _say_goodbye(websocket, framed, *frame.close)  # F3; R2 for the raw one
-                return
-            if framed:
-                await websocket.send_text(frame.text)
-            else:
-                await websocket.send_texts(frame.messages)  # R1: one text message per value, one write
-    except WebSocketClosed:
-        pass
-    finally:
-        # After the close frame this changes nothing; after a failed write the session is over.
-        session.detach(websocket, interrupted=True)
+class _WebSocketWriter:
+    """Writes one websocket session's frames, framed (``a[...]``) or raw (one text message per
+    value, R1).
+
+    A batch the application sends while the socket is idle and nothing is queued is written at
+    once from its own task (:meth:`write_nowait`): one system call, no wake-up of another task, no
+    timer; that is the path of nearly every push. Everything else (a batch queued behind a write
+    under way, ``o``, heartbeats, the close frame, and bytes the socket did not take at once) is
+    written by :meth:`run`, in the session's writer task, each write bounded by the write timeout
+    as before: a client that stops reading is dropped the same way.
+    """
+
+    def __init__(self, websocket: AnyWebSocket, session: SockJSSession, framed: bool) -> None:
+        self._websocket = websocket
+        self._session = session
+        self._framed = framed
+
+    @property
+    def receiver(self) -> object:
+        return self._websocket
+
+    def ready(self) -> bool:
+        return self._websocket.can_send_nowait
+
+    def write_nowait(self, frame: Frame) -> None:
+        try:
+            self._websocket.send_texts_nowait(self._texts(frame))
+        except WebSocketClosed:
+            self._session.detach(self._websocket, interrupted=True)  # as when run()'s write fails
+            return
+        if self._websocket.has_unsent:
+            self._session.notify()  # run() writes the rest
+
+    def _texts(self, frame: Frame) -> Sequence[str]:
+        return [frame.text] if self._framed else frame.messages
+
+    async def run(self) -> None:
+        """Write the session's frames until its close frame went out or the websocket is over."""
+        websocket, session = self._websocket, self._session
+        try:
+            while session.core.attached(websocket):
+                if websocket.has_unsent:
+                    await websocket.flush()
+                    continue
+                frame = session.take_frame(websocket)
+                if frame is None:
+                    await session.wait_for_change()
+                elif frame.close is not None:
+                    await _say_goodbye(websocket, self._framed, *frame.close)  # F3; R2 for the raw one
+                    return
+                else:
+                    await websocket.send_texts(self._texts(frame))  # one write for the whole batch
+        except WebSocketClosed:
+            pass
+        finally:
+            # After the close frame this changes nothing; after a failed write the session is over.
+            session.detach(websocket, interrupted=True)
 
 
 async def _say_goodbye(websocket: AnyWebSocket, framed: bool, code: int, reason: str) -> None:

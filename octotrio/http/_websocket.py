@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import os
 import struct
 from collections import deque
 from collections.abc import Sequence
@@ -53,6 +54,17 @@ def encode_text_frame(text: str) -> bytes:
     else:
         header = struct.pack("!BBQ", _FIN_TEXT, 127, size)
     return header + payload
+
+
+def write_nowait(stream: trio.SocketStream, data: bytes) -> int:
+    """Write what ``stream``'s socket takes at once, from the caller's task and without waiting:
+    how many bytes it took (0 when its buffer is full). Raises :class:`OSError` if the connection
+    is broken. The caller makes sure no ``send_all`` is under way on the stream."""
+    try:
+        # trio's sockets are non-blocking, so this returns at once; trio has no synchronous send.
+        return os.write(stream.socket.fileno(), data)
+    except BlockingIOError:
+        return 0
 
 
 @dataclass(frozen=True)
@@ -119,6 +131,7 @@ class WebSocket:
     messages and the close frame never interleave on the wire. Every write is bounded by
     ``write_timeout``: a peer that does not take the bytes in time is taken to have stopped
     reading, and the stream is aborted (:class:`WebSocketClosed`, code 1006).
+    :meth:`send_texts_nowait` writes from the caller's task without waiting (a socket stream only).
 
     Incoming messages larger than ``max_message_bytes`` (UTF-8) close the websocket with 1009;
     binary messages close it with 1003. The caller owns the stream and closes it with
@@ -129,12 +142,16 @@ class WebSocket:
         self, stream: trio.abc.Stream, received: bytes, *, write_timeout: float, max_message_bytes: int
     ) -> None:
         self._stream = stream
+        self._socket_stream = stream if isinstance(stream, trio.SocketStream) else None
         # ``received``: bytes the client sent right after its handshake request (h11's trailing data).
         self._protocol = Connection(ConnectionType.SERVER, trailing_data=received)
         self._events: deque[Event] = deque(self._protocol.events())
         self._write_timeout = write_timeout
         self._max_message_bytes = max_message_bytes
         self._send_lock = trio.Lock()
+        self._unsent = b""
+        """What :meth:`send_texts_nowait` wrote that the socket did not take; written first by the
+        next write."""
         self._message_parts: list[str] = []
         self._message_bytes = 0
         self._broken = False
@@ -235,6 +252,48 @@ class WebSocket:
                 raise self._closed()
             await self._write(b"".join(encode_text_frame(text) for text in texts))
 
+    @property
+    def can_send_nowait(self) -> bool:
+        """True when :meth:`send_texts_nowait` may be called: the websocket is open, on a socket,
+        no send is under way and nothing is left unsent."""
+        return (
+            self._socket_stream is not None
+            and self.is_open
+            and not self._unsent
+            and not self._send_lock.locked()
+        )
+
+    @property
+    def has_unsent(self) -> bool:
+        """True while bytes of :meth:`send_texts_nowait` wait for :meth:`flush`."""
+        return bool(self._unsent)
+
+    def send_texts_nowait(self, texts: Sequence[str]) -> None:
+        """Send ``texts`` as :meth:`send_texts` does, but from the caller's task and without waiting
+        (no task switch, no timer): one system call. Only when :attr:`can_send_nowait`.
+
+        What the socket does not take at once is kept (:attr:`has_unsent`): the caller must then
+        have :meth:`flush` run, which writes it within the write timeout or aborts the connection,
+        as any other write. Raises :class:`WebSocketClosed` (and the websocket is broken) if the
+        connection is.
+        """
+        assert self.can_send_nowait, "check can_send_nowait first"
+        assert self._socket_stream is not None
+        data = b"".join(encode_text_frame(text) for text in texts)
+        try:
+            written = write_nowait(self._socket_stream, data)
+        except OSError:
+            self._broken = True
+            raise self._closed() from None
+        self._unsent = data[written:]
+
+    async def flush(self) -> None:
+        """Write what :meth:`send_texts_nowait` left unsent, if anything; raises and cancels as
+        :meth:`send_text`."""
+        async with self._send_lock:
+            if self._unsent and not self._broken:
+                await self._write(b"")
+
     async def close(self, code: int, reason: str) -> None:
         """Send a close frame with ``code`` and ``reason`` (truncated to fit 125 bytes).
 
@@ -255,7 +314,9 @@ class WebSocket:
                 await self._write(data)
 
     async def _write(self, data: bytes) -> None:
-        # Called with the send lock held.
+        # Called with the send lock held. Bytes a send without waiting left over go first.
+        if self._unsent:
+            data, self._unsent = self._unsent + data, b""
         written = False
         try:
             with trio.move_on_after(self._write_timeout):

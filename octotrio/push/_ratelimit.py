@@ -4,6 +4,11 @@ OctoPrint sends ``current`` at most once every 0.5 s × throttle per connection;
 that arrives earlier is held back until then, and a newer one replaces it (latest wins, so
 nothing is dropped for good). The throttle in force when a send happens decides the gap
 before it (a new throttle is effective from the next push). Reference: octoprint-push.md §6.2.
+
+Intervals count from the tick a session sends, not from the moment its turn came: all sessions
+send a tick from the same instant, so one that got its turn late in a busy tick (the 1000th of
+1000) is not held back at the next tick for the time it lost, which would keep every tick spread
+over the clients by that much, and cost a timer per late session.
 """
 
 from __future__ import annotations
@@ -29,8 +34,17 @@ class PushRateLimiter:
     def may_send(self, now: float) -> bool:
         return now >= self.earliest_send()
 
-    def record_send(self, now: float) -> None:
-        self.last_sent = now
+    def record_send(self, now: float, published_at: float) -> bool:
+        """Record a ``current`` sent at ``now`` carrying the tick published at ``published_at``;
+        True if it counts as sent at the tick's publication.
+
+        It does if the tick was already allowed then (the usual case: the session sent it on the
+        tick's wake-up, however late its turn came); else (a tick held back until the interval was
+        over) the next interval counts from ``now``.
+        """
+        on_time = published_at >= self.earliest_send()
+        self.last_sent = published_at if on_time else now
+        return on_time
 
 
 LOG_BURST = 5

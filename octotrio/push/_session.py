@@ -18,7 +18,6 @@ broadcasts are encoded once by the hub, and a session only re-encodes when its p
 from __future__ import annotations
 
 import logging
-import math
 from collections import deque
 
 import trio
@@ -53,17 +52,6 @@ without reading pushes back on its own TCP connection instead of growing memory.
 ADMIN_ONLY_EVENTS = frozenset({"UserLoggedIn", "UserLoggedOut"})
 """Dropped (not backlogged) for sockets without ADMIN (§5.3)."""
 
-CLIENT_LIFECYCLE_EVENTS = frozenset({"ClientOpened", "ClientAuthed", "ClientClosed"})
-"""Every client's connect, login and disconnect is an event for every other session: N clients
-coming and going make N² of them. These alone are held for :data:`LIFECYCLE_HOLD` so that a
-storm costs each session a few writes, not one per client."""
-
-LIFECYCLE_HOLD = 0.5
-"""Seconds lifecycle events may wait for company before they are written (unless something else
-is sent first, which takes them along, in order). The tick interval: while the printer is busy
-they ride along with the next ``current`` at no extra write, and a storm of a thousand connects
-costs an idle session two writes a second. No client acts on them within half a second."""
-
 STRIPPED_EVENTS = {
     name: encode_message("event", {"type": name, "payload": {}}) for name in ("ClientOpened", "ClientAuthed")
 }
@@ -97,11 +85,19 @@ class PushSession:
         session itself: the events journal outlives it, and would keep a session whose client
         left (and what it had queued) in memory until 16384 more events were published."""
         self._wake = trio.Event()
+        self._pending: list[str] = []
+        """A batch :meth:`serve_nowait` took but could not send without waiting: the loop's."""
         self._drained = trio.Event()
-        self._lifecycle_queued = 0
-        """Outbox entries that are lifecycle events (:data:`CLIENT_LIFECYCLE_EVENTS`)."""
-        self._hold_until = math.inf
-        """When the lifecycle events in the outbox are due; infinite while there are none."""
+        self._held_queued = 0
+        """Outbox entries that may wait for company: non-urgent broadcasts. Every client's connect,
+        login and disconnect (``ClientOpened``, ``ClientAuthed``, ``ClientClosed``) is an event for
+        every other session, N² of them for N clients; they wait up to the hub's
+        ``HOLD_RELEASE_INTERVAL`` (0.5 s) unless something else is sent first, which takes them
+        along, in order. While the printer is busy they ride along with the next ``current`` at no
+        extra write, and a storm of a thousand connects costs an idle session two writes a second.
+        No client acts on them within half a second."""
+        self._held_since = 0
+        """The hub's release count when the first of them was published: they are due after it."""
 
     # -- decisions (synchronous) -------------------------------------------------------------
 
@@ -125,20 +121,24 @@ class PushSession:
                     self.backlog_dropped += 1
                 self.backlog.append(item)
             return
+        encoded = item.encoded
         if item.kind == "event":
             if not self.subscription.wants_event(item.name):
                 return
-            if item.name in CLIENT_LIFECYCLE_EVENTS:
-                self._lifecycle_queued += 1
             if item.name in STRIPPED_EVENTS and not principal.has("ADMIN"):
-                self.outbox.append(STRIPPED_EVENTS[item.name])
-                return
+                encoded = STRIPPED_EVENTS[item.name]
         elif item.kind == "plugin" and not self.subscription.wants_plugin(item.name):
             return
-        self.outbox.append(item.encoded)
+        if item.release is not None:
+            if not self._held_queued:
+                self._held_since = item.release
+            self._held_queued += 1
+        self.outbox.append(encoded)
 
     def take_broadcasts(self) -> None:
         """Route every broadcast since the last call; count those lost by falling behind."""
+        if not self.view.has_broadcasts():
+            return  # the usual case at a tick: nothing to read
         items, lost = self.view.take_broadcasts()
         self.events_lost += lost
         for item in items:
@@ -212,7 +212,7 @@ class PushSession:
             "ClientAuthed",
             {"username": user, "remoteAddress": self.connection.remote_address},
             origin=self.identity,
-            urgent=False,  # lifecycle: held by the sessions (LIFECYCLE_HOLD)
+            urgent=False,  # may wait for company (PushSession._held_queued)
         )
 
     def _subscribe(self, subscription: Subscription) -> None:
@@ -247,16 +247,43 @@ class PushSession:
     def may_send_current(self) -> bool:
         return self.history_sent and self.subscription.state and self.principal.has("STATUS")
 
-    def outbox_due(self, now: float) -> bool:
-        """True when the outbox should be written now: it holds anything but lifecycle events, or
-        its lifecycle events have waited :data:`LIFECYCLE_HOLD` since the first of them."""
-        if len(self.outbox) > self._lifecycle_queued:
+    def take_current(self, now: float) -> str:
+        """The ``current`` of the latest tick for this session, sent at ``now``.
+
+        Sent on time (:meth:`PushRateLimiter.record_send`) by a session in step with the tick
+        (nearly all of them, nearly always), it is the same for every session of the same
+        variant, so it is encoded once per tick and variant and shared (:class:`Tick`); its
+        ``serverTime`` is the tick's. A tick held back, a session that just got its ``history``
+        or fell behind, and regular-expression filters get their own, as before.
+        """
+        view, subscription = self.view, self.subscription
+        tick = self.hub.tick
+        in_step = view.in_step(tick)
+        on_time = self.limiter.record_send(now, tick.published_at)
+        terminal = self.principal.has("MONITOR_TERMINAL")
+        logs, messages = subscription.logs, subscription.messages
+        variant = (
+            (terminal, logs, messages) if isinstance(logs, bool) and isinstance(messages, bool) else None
+        )
+        shareable = in_step and on_time and variant is not None
+        if shareable and (shared := tick.shared.get(variant)) is not None:
+            view.skip_tick()
+            return shared
+        tick, accumulated = view.take_tick()
+        server_time = tick.server_time if on_time else self.hub.wall_clock()
+        encoded = encode_current(
+            tick, accumulated, server_time, terminal=terminal, logs=logs, messages=messages
+        )
+        if shareable:
+            tick.shared[variant] = encoded
+        return encoded
+
+    def outbox_due(self) -> bool:
+        """True when the outbox should be written now: it holds anything but held broadcasts, or
+        the hub released them since the first of them was published."""
+        if len(self.outbox) > self._held_queued:
             return True
-        if not self.outbox:
-            return False
-        if self._hold_until == math.inf:
-            self._hold_until = now + LIFECYCLE_HOLD
-        return now >= self._hold_until
+        return bool(self.outbox) and self.hub.releases > self._held_since
 
     # -- tasks ---------------------------------------------------------------------------------
 
@@ -270,51 +297,71 @@ class PushSession:
                 await self._drained.wait()
 
     async def push_loop(self) -> None:
-        """Send events at once (lifecycle events within :data:`LIFECYCLE_HOLD`) and ``current`` when
-        the rate limiter allows, everything pending in one batch; return if events were lost."""
+        """Send events at once (client lifecycle events at the hub's next release) and ``current`` when
+        the rate limiter allows, everything pending in one batch; return if events were lost.
+
+        While it waits, the hub may do its next round right where news is published
+        (:meth:`serve_nowait`); it registers for that only when idle, so the two never overlap.
+        """
         while True:
             self._wake = trio.Event()  # reset before looking, so no wake-up is missed
-            # Lifecycle events held already: more of them need not wake this session.
-            self.hub.wake_on_change(self, self._wake, urgent_only=self._lifecycle_queued > 0)
+            self.hub.wake_on_change(self, self._wake)
+            if self._pending:
+                batch, self._pending = self._pending, []
+                await self.connection.send(batch)
+                continue
             self.take_broadcasts()
             if self.events_lost:
                 address, lost = self.connection.remote_address, self.events_lost
                 log.warning("closing %s: it fell %d events behind", address, lost)
                 await self.connection.close(CLOSE_EVENTS_LOST, "Client fell behind, events were lost")
                 return
-            now = trio.current_time()
-            current_due = self.may_send_current() and self.view.has_new_tick() and self.limiter.may_send(now)
-            batch: list[str] = []
-            if current_due or self.outbox_due(now):
-                batch, self.outbox = self.outbox, []
-                self._lifecycle_queued, self._hold_until = 0, math.inf
-                self._drained.set()
-            if current_due:
-                tick, accumulated = self.view.take_tick()
-                self.limiter.record_send(now)
-                subscription = self.subscription
-                batch.append(
-                    encode_current(
-                        tick,
-                        accumulated,
-                        self.hub.wall_clock(),
-                        terminal=self.principal.has("MONITOR_TERMINAL"),
-                        logs=subscription.logs,
-                        messages=subscription.messages,
-                    )
-                )
+            batch = self.take_batch(trio.current_time())
             if batch:
                 await self.connection.send(batch)
                 continue
-            # Held back (latest wins): wake at the limiter's deadline if a tick is waiting, and
-            # when held lifecycle events are due.
-            waiting = self.may_send_current() and self.view.has_new_tick()
-            deadline = min(self._hold_until, self.limiter.earliest_send() if waiting else math.inf)
-            if deadline == math.inf:
-                await self._wake.wait()  # no timer to arm: the common case, once per tick
+            self.hub.wake_on_change(self, self._wake, self.serve_nowait)
+            if not (self.may_send_current() and self.view.has_new_tick()):
+                await self._wake.wait()  # no timer to arm: the common case
                 continue
-            with trio.move_on_at(deadline):
+            # A tick held back (latest wins): wake at the limiter's deadline at the latest.
+            with trio.move_on_at(self.limiter.earliest_send()):
                 await self._wake.wait()
+
+    def take_batch(self, now: float) -> list[str]:
+        """Take what is due at ``now``, in order: the outbox (when due, and always along with a
+        ``current``), then the ``current`` if one is due and the rate limiter allows it."""
+        current_due = self.may_send_current() and self.view.has_new_tick() and self.limiter.may_send(now)
+        batch: list[str] = []
+        if current_due or self.outbox_due():
+            batch, self.outbox = self.outbox, []
+            self._held_queued = 0
+            self._drained.set()
+        if current_due:
+            batch.append(self.take_current(now))
+        return batch
+
+    def serve_nowait(self) -> bool:
+        """One round of the push loop, done by the hub where it publishes news while the loop is
+        idle (``StateHub.wake_on_change``): at a tick, thousands of sessions get their
+        ``current`` in one pass, without a task switch each.
+
+        True if what was due went out without waiting (registered again for the next news);
+        False to have the loop woken instead: nothing was due (the loop may need a timer), events
+        were lost, or the connection would wait, and then the batch already taken is left in
+        ``_pending``, which the loop sends before anything else.
+        """
+        self.take_broadcasts()
+        if self.events_lost:
+            return False
+        batch = self.take_batch(trio.current_time())
+        if not batch:
+            return False
+        if not self.connection.send_nowait(batch):
+            self._pending = batch
+            return False
+        self.hub.wake_on_change(self, self._wake, self.serve_nowait)
+        return True
 
 
 async def serve_push_session(

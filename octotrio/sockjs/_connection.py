@@ -37,6 +37,13 @@ class SockJSConnection(Protocol):
         """
         ...
 
+    def send_nowait(self, messages: Sequence[str]) -> bool:
+        """Send ``messages`` as :meth:`send` does if that needs no waiting, and return True;
+        return False, having done nothing, if it would wait (or raise): then call :meth:`send`.
+        For fan-out: a tick can be served to thousands of idle sessions without waking a task
+        for each."""
+        ...
+
     async def receive(self) -> str:
         """Wait for the next message from the client and return its text.
 

@@ -152,6 +152,25 @@ class Session:
         self._queued_bytes += sum(len(message) for message in messages)
         return True
 
+    def take_direct(self, receiver: object, messages: Sequence[str], now: float) -> Frame | None:
+        """The ``a`` frame of ``messages`` for the attached ``receiver`` to write at once,
+        bypassing the queue, when nothing is owed before them (OPEN, ``o`` delivered, nothing
+        queued); None otherwise, and the caller queues them with :meth:`enqueue`.
+
+        For a receiver that can write from the sender's task (a websocket whose socket is idle):
+        a message then costs no queueing and no wake-up of the receiver's task.
+        """
+        if (
+            receiver is not self._receiver
+            or not self.is_open
+            or self._open_owed
+            or self._queue
+            or not messages
+        ):
+            return None
+        self._last_frame_at = now
+        return Frame(messages=tuple(messages))
+
     def close(self, code: int, reason: str) -> None:
         """Close the session (F3): queued messages are still delivered, then ``c[code,"reason"]``.
 

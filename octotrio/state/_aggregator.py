@@ -51,7 +51,7 @@ from octotrio.printer import (
     ZChanged,
 )
 
-from ._hub import StateHub, encode_json
+from ._hub import HOLD_RELEASE_INTERVAL, StateHub, encode_json
 from ._local import FileDeselected, FileRemoved, FileSelected, FileUploaded, LocalEvent, OffsetsChanged
 from ._model import JSONObject, SelectedJob, empty_progress, progress_payload
 
@@ -389,7 +389,8 @@ async def run_aggregator(
     """Fold printer events and publish ticks until cancelled or the channel closes.
 
     Reports a :class:`StateFeed` for the server's own events. A tick goes out when something
-    changed, at most every :data:`TICK_INTERVAL` seconds (no change, no tick). Cancellation simply
+    changed, at most every :data:`TICK_INTERVAL` seconds (no change, no tick). Events sessions
+    hold are released :data:`HOLD_RELEASE_INTERVAL` after the first request. Cancellation simply
     stops both loops; there is nothing to clean up.
     """
     dirty = trio.Event()
@@ -406,11 +407,18 @@ async def run_aggregator(
             await dirty.wait()
             await trio.sleep_until(last_tick + TICK_INTERVAL)
             dirty = trio.Event()
-            hub.publish_tick()
             last_tick = trio.current_time()
+            hub.publish_tick(last_tick)
+
+    async def release_held_events() -> None:
+        while True:
+            await hub.release_requested.wait()
+            await trio.sleep(HOLD_RELEASE_INTERVAL)
+            hub.release_held()
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(publish_ticks)
+        nursery.start_soon(release_held_events)
         task_status.started(StateFeed(aggregator))
         async with events:
             async for event in events:

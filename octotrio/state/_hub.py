@@ -9,14 +9,18 @@ and event (see :mod:`octotrio.state._journal`).
 from __future__ import annotations
 
 import json
+import logging
+import math
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import trio
 
 from ._journal import Journal
 from ._model import JSONObject, PrinterModel
+
+log = logging.getLogger(__name__)
 
 TEMPS_JOURNAL_CAPACITY = 1024
 """Temperature points kept for slow sessions: over 30 minutes at one point per 2 s."""
@@ -32,6 +36,13 @@ client's connect, login and disconnect is an event for every other session (``Cl
 ``ClientAuthed``, ``ClientClosed``), so a storm of 5000 clients coming and going at once
 publishes 15,000 events before a session may get to run; a session that is reading drains them
 all in one pass. About 3 MiB when full."""
+
+
+HOLD_RELEASE_INTERVAL = 0.5
+"""Longest time a session holds non-urgent events (a client's connect, login, disconnect) waiting
+for company: the tick interval, so that while the printer is busy they ride along with the next
+``current`` at no extra write. The hub's driver releases them all at once
+(:meth:`StateHub.release_held`), one timer for every session instead of one each."""
 
 
 def encode_json(value: Any) -> str:
@@ -59,6 +70,21 @@ class Broadcast:
     name: str
     encoded: str
     origin: object | None = None
+    release: int | None = None
+    """For a non-urgent broadcast, the hub's release count when it was published: it is due
+    once the count grows (:meth:`StateHub.release_held`); None: due at once."""
+
+
+class JournalMarks(NamedTuple):
+    """Sequence numbers in the hub's temperature, log and message journals: where a tick ends."""
+
+    temps: int
+    logs: int
+    messages: int
+
+
+JOURNALS_START = JournalMarks(0, 0, 0)
+"""Where empty journals start: the marks of the hub's first, empty tick."""
 
 
 @dataclass(frozen=True)
@@ -66,12 +92,26 @@ class Tick:
     """One change-driven snapshot of the state, encoded once for every session.
 
     ``head`` holds the members ``state`` … ``resends`` and ``tail`` the members ``busyFiles``
-    and ``markings`` of a ``current`` payload, in OctoPrint's key order.
+    and ``markings`` of a ``current`` payload, in OctoPrint's key order. ``published_at`` is when
+    it was published, on the clock the sessions' rate limiters read (trio's): every session that
+    sends it at once counts its next interval from there, not from its own turn; ``server_time``
+    the same instant on the wall clock.
+
+    A ``current`` carries what accumulated up to its tick: up to ``until`` in the journals. A
+    session that sent the previous tick has read up to ``since`` (the previous tick's ``until``)
+    and accumulated the same as every other such session, so what it sends depends only on its
+    variant (permissions, subscription); the first session to encode a variant keeps it in
+    ``shared`` and the others send the very same string. ``shared`` lives as long as the tick.
     """
 
     number: int
     head: str
     tail: str
+    published_at: float = -math.inf
+    server_time: float = 0.0
+    since: JournalMarks = JOURNALS_START
+    until: JournalMarks = JOURNALS_START
+    shared: dict[Hashable, str] = field(default_factory=dict, compare=False, repr=False)
 
 
 class History:
@@ -115,43 +155,66 @@ class StateHub:
         self.tick = Tick(number=0, head="", tail="")
         self._history: History | None = None
         """The current state version's history, made at the first :meth:`open_view` after a change."""
-        self._waiting: dict[object, trio.Event] = {}
-        self._waiting_urgent: dict[object, trio.Event] = {}
+        self._waiting: dict[object, tuple[trio.Event, Callable[[], bool] | None]] = {}
+        self.releases = 0
+        """How many times :meth:`release_held` ran."""
+        self.release_requested = trio.Event()
+        """Set when a non-urgent broadcast waits for the next release: the driver then calls
+        :meth:`release_held` within :data:`HOLD_RELEASE_INTERVAL`."""
 
-    def wake_on_change(self, waiter: object, wake: trio.Event, *, urgent_only: bool = False) -> None:
-        """Set ``wake`` at the next tick or event (``urgent_only``: not for a non-urgent event);
-        replaces ``waiter``'s previous wake-up. Call it *before* checking for news, so nothing
-        published in between is missed.
+    def wake_on_change(
+        self, waiter: object, wake: trio.Event, serve_nowait: Callable[[], bool] | None = None
+    ) -> None:
+        """Set ``wake`` at the next tick, urgent broadcast or release; replaces ``waiter``'s
+        previous wake-up. Call it *before* checking for news, so nothing published in between is
+        missed.
 
         A wake-up is one-shot and only the sessions waiting get one: a burst of events while a
         session is busy costs one wake-up, and it then reads them all in one pass.
+
+        ``serve_nowait``, if given, is called instead, right where the news is published: it does
+        what the waiter would do if that needs no waiting and returns True (the waiter registers
+        again itself), else returns False and ``wake`` is set. A tick then reaches thousands of idle
+        sessions in one pass, without a task switch each. It must not raise; if it does, the error
+        is logged and ``wake`` set, so one session's bug does not stop the others' news.
         """
-        self.forget(waiter)
-        (self._waiting_urgent if urgent_only else self._waiting)[waiter] = wake
+        self._waiting[waiter] = (wake, serve_nowait)
 
     def forget(self, waiter: object) -> None:
         """Drop ``waiter``'s pending wake-up (its session ended)."""
         self._waiting.pop(waiter, None)
-        self._waiting_urgent.pop(waiter, None)
 
-    def _wake_sessions(self, *, urgent: bool = True) -> None:
-        if self._waiting:
-            waiting, self._waiting = self._waiting, {}
-            for wake in waiting.values():
-                wake.set()
-        if urgent and self._waiting_urgent:
-            waiting, self._waiting_urgent = self._waiting_urgent, {}
-            for wake in waiting.values():
-                wake.set()
+    def _wake_sessions(self) -> None:
+        waiting, self._waiting = self._waiting, {}
+        for wake, serve_nowait in waiting.values():
+            if serve_nowait is not None:
+                try:
+                    if serve_nowait():
+                        continue
+                except Exception:
+                    log.exception("serving a session without waking it failed; waking it")
+            wake.set()
 
-    def publish_tick(self) -> None:
-        """Snapshot the model into a new tick and wake every session."""
+    def release_held(self) -> None:
+        """Release the non-urgent broadcasts published so far: count a release and wake every
+        waiting session. Called by the driver, :data:`HOLD_RELEASE_INTERVAL` after the first of
+        them; without a driver they go out with whatever a session sends next."""
+        self.releases += 1
+        self.release_requested = trio.Event()
+        self._wake_sessions()
+
+    def publish_tick(self, now: float) -> None:
+        """Snapshot the model into a new tick published at ``now`` and wake every session."""
         model = self.model
         tail = {"busyFiles": model.busy_files(), "markings": list(model.markings)}
         self.tick = Tick(
             number=self.tick.number + 1,
             head=encode_members(model.snapshot_head()),
             tail=encode_members(tail),
+            published_at=now,
+            server_time=self.wall_clock(),
+            since=self.tick.until,
+            until=JournalMarks(self.temps.next_seq, self.logs.next_seq, self.messages.next_seq),
         )
         self._wake_sessions()
 
@@ -164,7 +227,8 @@ class StateHub:
         urgent: bool = True,
     ) -> None:
         """Encode an event once, journal it and wake every session (except ``origin``'s); a
-        non-``urgent`` one only wakes the sessions that wait for any news."""
+        non-``urgent`` one wakes nobody: it waits for the next release (:data:`HOLD_RELEASE_INTERVAL`)
+        or goes out with whatever a session sends first."""
         self.publish(
             "event", {"type": event_type, "payload": payload}, name=event_type, origin=origin, urgent=urgent
         )
@@ -177,11 +241,15 @@ class StateHub:
         self, kind: str, payload: object, *, name: str = "", origin: object | None = None, urgent: bool = True
     ) -> None:
         """Encode ``{kind: payload}`` once, journal it in order with the events, wake every session
-        (only those waiting for any news if not ``urgent``)."""
+        (if not ``urgent``: request a release instead; a storm of N clients connecting publishes
+        N events that would otherwise each wake every session)."""
         encoded = encode_json({kind: payload})
         self.events.append(encoded)
-        self._broadcasts.append(Broadcast(kind, name, encoded, origin))
-        self._wake_sessions(urgent=urgent)
+        self._broadcasts.append(Broadcast(kind, name, encoded, origin, None if urgent else self.releases))
+        if urgent:
+            self._wake_sessions()
+        else:
+            self.release_requested.set()
 
     def broadcasts_since(self, seq: int) -> tuple[list[Broadcast], int, int]:
         """Broadcasts from sequence number ``seq`` on: (items, how many were lost, next seq)."""
@@ -240,18 +308,37 @@ class SessionView:
         items, missed, self.events_seq = self.hub.broadcasts_since(self.events_seq)
         return items, missed
 
+    def has_broadcasts(self) -> bool:
+        """True when broadcasts were published since the last :meth:`take_broadcasts`."""
+        return self.events_seq != self.hub.events.next_seq
+
     def has_new_tick(self) -> bool:
         return self.hub.tick.number > self.tick_number
 
+    def in_step(self, tick: Tick) -> bool:
+        """True if this view read up to where ``tick`` starts: it accumulates what every session
+        that sent the previous tick accumulates (:class:`Tick`)."""
+        return (self.temps_seq, self.logs_seq, self.messages_seq) == tick.since
+
+    def skip_tick(self) -> Tick:
+        """Take the latest tick without reading what accumulated, for a view :meth:`in_step`
+        with it whose ``current`` is already encoded: the cursors move to the tick's end."""
+        tick = self.hub.tick
+        self.tick_number = tick.number
+        self.temps_seq, self.logs_seq, self.messages_seq = tick.until
+        return tick
+
     def take_tick(self) -> tuple[Tick, Accumulated]:
-        """The latest tick (latest wins) and everything accumulated since the last take."""
+        """The latest tick (latest wins) and everything accumulated up to it since the last take
+        (what accumulated after it waits for the next tick)."""
+        tick = self.hub.tick
         hub = self.hub
-        self.tick_number = hub.tick.number
-        temps = hub.temps.read_since(self.temps_seq)
-        logs = hub.logs.read_since(self.logs_seq)
-        messages = hub.messages.read_since(self.messages_seq)
+        self.tick_number = tick.number
+        temps = hub.temps.read_since(self.temps_seq, tick.until.temps)
+        logs = hub.logs.read_since(self.logs_seq, tick.until.logs)
+        messages = hub.messages.read_since(self.messages_seq, tick.until.messages)
         self.temps_seq, self.logs_seq, self.messages_seq = temps.next_seq, logs.next_seq, messages.next_seq
-        return hub.tick, Accumulated(
+        return tick, Accumulated(
             temps=temps.items,
             logs=logs.items,
             messages=messages.items,

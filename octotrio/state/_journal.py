@@ -47,10 +47,11 @@ class Journal(Generic[T]):
             self._ring[self._next_seq % self._capacity] = item
         self._next_seq += 1
 
-    def read_since(self, seq: int) -> JournalRead[T]:
-        """Items appended at or after ``seq``; those already overwritten are counted in ``missed``.
+    def read_since(self, seq: int, until: int | None = None) -> JournalRead[T]:
+        """Items appended at or after ``seq`` (and before ``until``, a sequence number this
+        journal has reached, if given); those already overwritten are counted in ``missed``.
         O(items read), whatever the capacity."""
-        end = self._next_seq
+        end = self._next_seq if until is None else until
         start = max(seq, end - self._capacity, 0)
         if start >= end:
             return JournalRead(items=[], missed=start - seq, next_seq=end)
