@@ -1031,8 +1031,7 @@ async def _write_emergency_lines(stream: PosixSerialStream, lines: list[bytes]) 
     # §9: M112 and heaters off go out before the port closes, whatever the window says; the
     # device may be gone already, which leaves nothing to do.
     with trio.move_on_after(CLOSE_TIMEOUT, shield=True), contextlib.suppress(PrinterDisconnected):
-        for line in lines:
-            await _send(stream, line)
+        await _send(stream, b"".join(lines))
 
 
 async def _close(stream: PosixSerialStream) -> None:
