@@ -26,9 +26,11 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
     "serial": [
         ("server", "host", "s"),
         ("baud", "baud", ""),
+        ("ok_window", "ok window", "d"),
         ("lines_per_s", "lines/s", ".0f"),
         ("bytes_per_line", "B/line", ".1f"),
         ("wire_share", "wire used %", "pct"),
+        ("in_flight_max", "in flight max", "d"),
         ("cpu", "host CPU %", "pct"),
     ],
     "slow": [
@@ -111,21 +113,23 @@ def check_targets(benchmark: str, rows: list[dict[str, Any]]) -> list[dict[str, 
             _target("N=5000: RSS ≤ 300 MiB", n5000, "rss_mib", 300),
         ]
     if benchmark == "serial":
-        instant = _find(rows, True, baud="instant")
-        octoprint = _find(rows, False, baud="instant")
+        # Host overhead and the ratio to OctoPrint: instant ok at the default window (1), what both
+        # hosts do out of the box; the wire: 250000 baud streaming ahead (ok window 4, Marlin's BUFSIZE).
+        instant = _find(rows, True, baud="instant", ok_window=1)
+        octoprint = _find(rows, False, baud="instant", ok_window=1)
         ratio = None
         if instant and octoprint and octoprint.get("lines_per_s"):
             ratio = {"server": "octotrio", "ratio": instant["lines_per_s"] / octoprint["lines_per_s"]}
         return [
             _target("≥ 5,000 lines/s host overhead on a pty", instant, "lines_per_s", 5000, at_least=True),
             _target(
-                "≥ 95 % of the wire at 250000 baud",
-                _find(rows, True, baud=250000),
+                "≥ 95 % of the wire at 250000 baud (ok window 4)",
+                _find(rows, True, baud=250000, ok_window=4),
                 "wire_share",
                 0.95,
                 at_least=True,
             ),
-            _target("≥ 3× OctoPrint's lines/s (ratio)", ratio, "ratio", 3.0, at_least=True),
+            _target("≥ 3× OctoPrint's lines/s, instant ok (ratio)", ratio, "ratio", 3.0, at_least=True),
         ]
     if benchmark == "slow":
         row = _find(rows, True)
