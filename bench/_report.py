@@ -32,6 +32,7 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
         ("wire_share", "wire used %", "pct"),
         ("in_flight_max", "in flight max", "d"),
         ("cpu", "host CPU %", "pct"),
+        ("cpu_us_per_line", "CPU µs/line", ".0f"),
     ],
     "slow": [
         ("server", "server", "s"),

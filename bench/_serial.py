@@ -64,6 +64,8 @@ async def measure_serial(
         "wire_share": byte_rate * BITS_PER_BYTE / baud if baud else None,
         "in_flight_max": after["in_flight_max"],
         "cpu": (cpu_after - cpu_before) / seconds,
+        # The host's own work per line, whatever kept it waiting (the firmware, the wire, the load).
+        "cpu_us_per_line": (cpu_after - cpu_before) / seconds / lines * 1e6 if lines else None,
     }
 
 
