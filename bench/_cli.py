@@ -14,11 +14,11 @@ import argparse
 import json
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import trio
@@ -48,11 +48,18 @@ stream of log lines and temperatures, like a print's, so every 0.5 s tick has ne
 
 SERIAL_BAUDS = (0, 115200, 250000)
 """0: the firmware answers at once (host overhead); then the two common Marlin baud rates."""
+SERIAL_OK_WINDOWS = (1, 4)
+"""1: one command awaits its ok, the default of both hosts; 4: streaming ahead as far as a stock
+Marlin's BUFSIZE takes (octotrio ``--ok-window 4``, OctoPrint ``serial.ackMax: 4``)."""
 SLOW_READERS = 200
 """Readers around the stuck client (the issue: one stuck client among 200 readers)."""
 
-ServerFactory = Callable[[str, int], AbstractAsyncContextManager[Server]]
-"""Starts one server under test, given the path of the printer's pty and a port (0: any)."""
+
+class ServerFactory(Protocol):
+    """Starts one server under test, given the path of the printer's pty, a port (0: any) and the
+    ok window of its printer link (1, the default of both hosts, for all but the serial benchmark)."""
+
+    def __call__(self, pty: str, port: int, ok_window: int = 1) -> AbstractAsyncContextManager[Server]: ...
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
         " temperatures at 10 a second (default 0: a fresh server)",
     )
     parser.add_argument("--serial-window", type=float, default=5.0, help="seconds counted per serial case")
+    parser.add_argument(
+        "--serial-ok-windows",
+        type=_counts,
+        default=list(SERIAL_OK_WINDOWS),
+        metavar="N,N,...",
+        help="ok windows each serial case runs at (default 1,4; an --octotrio-rev from before "
+        "--ok-window takes only 1)",
+    )
     parser.add_argument("--stall", type=float, default=60.0, help="seconds the slow client stops reading")
     parser.add_argument(
         "--octotrio-rev",
@@ -101,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _counts(text: str) -> list[int]:
     counts = [int(part) for part in text.split(",") if part]
     if not counts or min(counts) < 1:
-        raise argparse.ArgumentTypeError("give positive client counts, e.g. 10,200")
+        raise argparse.ArgumentTypeError("give positive whole numbers, e.g. 10,200")
     return counts
 
 
@@ -116,8 +131,8 @@ def servers(args: argparse.Namespace, logs: Path) -> list[tuple[str, ServerFacto
         factories.append(
             (
                 "octotrio",
-                lambda pty, port: run_octotrio(
-                    source=source, port=port, serial=pty, log_path=logs / "octotrio.log"
+                lambda pty, port, ok_window=1: run_octotrio(
+                    source=source, port=port, serial=pty, log_path=logs / "octotrio.log", ok_window=ok_window
                 ),
             )
         )
@@ -127,7 +142,9 @@ def servers(args: argparse.Namespace, logs: Path) -> list[tuple[str, ServerFacto
         factories.append(
             (
                 "OctoPrint",
-                lambda pty, port: run_octoprint(serial=pty, port=port, log_path=logs / "octoprint.log"),
+                lambda pty, port, ok_window=1: run_octoprint(
+                    serial=pty, port=port, log_path=logs / "octoprint.log", ok_window=ok_window
+                ),
             )
         )
     return factories
@@ -137,10 +154,10 @@ def _external(url: str, api_key: str | None) -> ServerFactory:
     parts = urlsplit(url)
 
     @asynccontextmanager
-    async def existing(_pty: str, _port: int) -> AsyncIterator[Server]:
+    async def existing() -> AsyncIterator[Server]:
         yield Server(parts.hostname or url, parts.port or 80, api_key or "", None)
 
-    return existing
+    return lambda _pty, _port, _ok_window=1: existing()
 
 
 async def run_fanout(args: argparse.Namespace, logs: Path) -> list[dict[str, Any]]:
@@ -204,14 +221,15 @@ async def run_serial(args: argparse.Namespace, logs: Path) -> list[dict[str, Any
                     over_rest = link_driver(Path(args.octotrio_source))
         streams.append((name, over_rest))
     for baud in SERIAL_BAUDS:
-        for name, stream in streams:
-            rows.append(await measure_serial(name, baud, args.serial_window, stream))
-            print(_report.format_rows("serial", rows[-1:]), flush=True)
+        for ok_window in args.serial_ok_windows:
+            for name, stream in streams:
+                rows.append(await measure_serial(name, baud, ok_window, args.serial_window, stream))
+                print(_report.format_rows("serial", rows[-1:]), flush=True)
     return rows
 
 
-def _with_any_port(factory: ServerFactory, pty: str) -> AbstractAsyncContextManager[Server]:
-    return factory(pty, 0)
+def _with_any_port(factory: ServerFactory, pty: str, ok_window: int) -> AbstractAsyncContextManager[Server]:
+    return factory(pty, 0, ok_window)
 
 
 BENCHMARKS = {"fanout": run_fanout, "serial": run_serial, "slow": run_slow, "storm": run_storm}

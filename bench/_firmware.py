@@ -1,18 +1,27 @@
 """A tiny Marlin stand-in on a pty for the benchmarks: ``python -m bench._firmware``.
 
-It answers every line with ``ok`` at once (or after the line's time on a simulated wire with
-``--baud``), so what a benchmark measures is the host's own overhead, not a simulator's. It knows
+It answers every line with ``ok`` at once, or, with ``--baud``, as a wire at that rate would let
+it (marlin-serial.md §12): a line crosses the host-to-printer direction at 10 bits a byte, one after
+the other, starting when the host wrote it and the wire is free; its ``ok`` then crosses the other
+direction the same way, and the line counts as received when its ``ok`` goes out. So a host that
+writes ahead (an ok window above 1) keeps the wire busy, but nothing gets through faster than the
+wire. Execution is instant, so the firmware itself never holds more than the line on the wire: a
+real Marlin's 128-byte receive buffer and BUFSIZE 4 command slots never overflow here. What a
+host could do that a real Marlin would not take is write more than BUFSIZE lines ahead; the
+``in_flight_max`` statistic (the most lines the host had written that were not answered yet)
+shows whether it did. So what a benchmark measures is the host's own overhead, or its share of
+the wire, not a simulator's. It knows
 just enough Marlin for OctoPrint's and octotrio's handshakes (marlin-serial.md §4–§6): ``M115``
 reports ``Cap:AUTOREPORT_TEMP:1``, ``M105`` answers ``ok T:... B:...``. With
 ``--report-interval`` it prints a temperature line that often while connected, a steady source of
 ``current`` updates for the push benchmarks; each report's values differ, so every log line is unique.
 
 Protocol with the runner: the first stdout line is the pty path. Each ``stats`` line on stdin is
-answered with one JSON line ``{"lines", "bytes", "moves", "time"}`` (received totals and
-``time.monotonic()``). It exits at end of stdin.
+answered with one JSON line ``{"lines", "bytes", "moves", "in_flight_max", "time"}`` (received
+totals, see above, and ``time.monotonic()``). It exits at end of stdin.
 
-It is synchronous on purpose: ``time.sleep`` and ``select`` wait with microsecond resolution,
-where an event loop's timers round to milliseconds, which matters for 1.6 ms wire times.
+It is synchronous on purpose: ``select`` waits with microsecond resolution, where an event loop's
+timers round to milliseconds, which matters for 1.6 ms wire times.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import select
 import sys
 import time
 import tty
+from collections import deque
 
 BITS_PER_BYTE = 10
 """8N1 framing: start bit, 8 data bits, stop bit (marlin-serial.md §12)."""
@@ -43,37 +53,61 @@ class BenchFirmware:
         self.wire_seconds_per_byte = BITS_PER_BYTE / baud if baud else 0.0
         self.report_interval = report_interval
         self.wire_free_at = 0.0
+        """When the host-to-printer direction has carried every line received so far."""
+        self.reply_free_at = 0.0
+        """When the printer-to-host direction has carried every reply so far."""
+        self.replies: deque[tuple[float, bytes, int]] = deque()
+        """Replies on the simulated wire, in order: when they reach the host, the reply, and the
+        size of the line they answer."""
         self.pending = b""
         self.lines = 0
         self.bytes = 0
         self.moves = 0
+        self.in_flight_max = 0
         self.report_count = 0
         self.next_report = float("inf")
         """No reports until a host spoke: nobody would read them, and they would fill the pty."""
         self.dropped_reports = 0
 
+    @property
+    def next_reply(self) -> float:
+        """When the oldest reply on the wire is due (infinity without one)."""
+        return self.replies[0][0] if self.replies else float("inf")
+
     def receive(self, data: bytes, now: float) -> None:
         self.pending += data
         *complete, self.pending = self.pending.split(b"\n")
-        replies: list[bytes] = []
-        for raw in complete:
-            line = raw.strip()
-            if not line:
-                continue
+        lines = [(raw, line) for raw in complete if (line := raw.strip())]
+        if not lines:
+            return
+        if self.report_interval and self.next_report == float("inf"):
+            self.next_report = now + self.report_interval
+        self.in_flight_max = max(self.in_flight_max, len(self.replies) + len(lines))
+        if not self.wire_seconds_per_byte:
+            self.lines += len(lines)
+            self.bytes += sum(len(raw) + 1 for raw, _ in lines)
+            self.write(b"".join(self.answer(line) for _, line in lines))
+            return
+        for raw, line in lines:
+            size = len(raw) + 1
+            # The line starts on the wire when the host wrote it (now) or when the line before it
+            # has crossed, whichever is later; the ok leaves when the line has arrived.
+            per_byte = self.wire_seconds_per_byte
+            self.wire_free_at = max(self.wire_free_at, now) + size * per_byte
+            reply = self.answer(line)
+            self.reply_free_at = max(self.reply_free_at, self.wire_free_at) + len(reply) * per_byte
+            self.replies.append((self.reply_free_at, reply, size))
+
+    def send_due_replies(self, now: float) -> None:
+        """Write the replies that have crossed the wire by ``now``; their lines count as received."""
+        due: list[bytes] = []
+        while self.replies and self.replies[0][0] <= now:
+            _, reply, size = self.replies.popleft()
+            due.append(reply)
             self.lines += 1
-            if self.report_interval and self.next_report == float("inf"):
-                self.next_report = now + self.report_interval
-            self.bytes += len(raw) + 1
-            if self.wire_seconds_per_byte:
-                # One line at a time on the wire: it starts when the wire is free and the host wrote it.
-                self.wire_free_at = max(self.wire_free_at, now) + (len(raw) + 1) * self.wire_seconds_per_byte
-                # Reply timing: the ok's own bytes travel on the other (idle) direction of the wire.
-                self._sleep_until(self.wire_free_at + len(OK) * self.wire_seconds_per_byte)
-                self.write(self.answer(line))
-            else:
-                replies.append(self.answer(line))
-        if replies:
-            self.write(b"".join(replies))
+            self.bytes += size
+        if due:
+            self.write(b"".join(due))
 
     def write(self, data: bytes) -> None:
         """Write all of ``data``, waiting while the pty is full (the host is not reading)."""
@@ -110,14 +144,14 @@ class BenchFirmware:
 
     def stats(self) -> str:
         return json.dumps(
-            {"lines": self.lines, "bytes": self.bytes, "moves": self.moves, "time": time.monotonic()}
+            {
+                "lines": self.lines,
+                "bytes": self.bytes,
+                "moves": self.moves,
+                "in_flight_max": self.in_flight_max,
+                "time": time.monotonic(),
+            }
         )
-
-    @staticmethod
-    def _sleep_until(deadline: float) -> None:
-        delay = deadline - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
 
 
 def _strip_line_number(line: bytes) -> bytes:
@@ -143,7 +177,7 @@ def main() -> None:
     stdin = sys.stdin.fileno()
     watching = [master, stdin]
     while True:
-        timeout = max(0.0, firmware.next_report - time.monotonic())
+        timeout = max(0.0, min(firmware.next_report, firmware.next_reply) - time.monotonic())
         readable, _, _ = select.select(watching, [], [], min(timeout, 1.0))
         now = time.monotonic()
         if master in readable:
@@ -159,6 +193,7 @@ def main() -> None:
                 return
             if command.strip() == "stats":
                 print(firmware.stats(), flush=True)
+        firmware.send_due_replies(time.monotonic())
         firmware.report_if_due(now)
 
 

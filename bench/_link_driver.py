@@ -1,6 +1,6 @@
 """Stream G-code through octotrio's printer link as fast as it takes it.
 
-``python -m bench._link_driver PTY BAUD``.
+``python -m bench._link_driver PTY BAUD OK_WINDOW``.
 
 The serial benchmark's stand-in for a print while octotrio has no job API: it runs
 ``octotrio.printer.run_printer_link`` (the public API of ``octotrio.printer``) and keeps its command
@@ -13,6 +13,7 @@ and dropped: no aggregator, no HTTP, only the link's own overhead.
 from __future__ import annotations
 
 import sys
+from functools import partial
 
 import trio
 
@@ -23,12 +24,12 @@ EVENT_BUFFER = 256
 """As the server's printer-event channel (octotrio/app.py)."""
 
 
-async def main(port: str, baudrate: int) -> None:
+async def main(port: str, baudrate: int, ok_window: int) -> None:
     send, receive = trio.open_memory_channel[PrinterEvent](EVENT_BUFFER)
     commands = moves()
     announced = False
     async with trio.open_nursery() as nursery:
-        link = await nursery.start(run_printer_link, port, baudrate, send)
+        link = await nursery.start(partial(run_printer_link, port, baudrate, send, window=ok_window))
         async for _event in receive:
             if not link.operational:
                 continue
@@ -43,4 +44,4 @@ async def main(port: str, baudrate: int) -> None:
 
 
 if __name__ == "__main__":
-    trio.run(main, sys.argv[1], int(sys.argv[2]))
+    trio.run(main, sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))

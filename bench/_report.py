@@ -26,10 +26,13 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
     "serial": [
         ("server", "host", "s"),
         ("baud", "baud", ""),
+        ("ok_window", "ok window", "d"),
         ("lines_per_s", "lines/s", ".0f"),
         ("bytes_per_line", "B/line", ".1f"),
         ("wire_share", "wire used %", "pct"),
+        ("in_flight_max", "in flight max", "d"),
         ("cpu", "host CPU %", "pct"),
+        ("cpu_us_per_line", "CPU µs/line", ".0f"),
     ],
     "slow": [
         ("server", "server", "s"),
@@ -114,21 +117,28 @@ def check_targets(benchmark: str, rows: list[dict[str, Any]]) -> list[dict[str, 
             _target("N=5000: RSS ≤ 300 MiB", n5000, "rss_mib", 300),
         ]
     if benchmark == "serial":
-        instant = _find(rows, True, baud="instant")
-        octoprint = _find(rows, False, baud="instant")
+        # Host overhead: instant ok at the default window (1), what octotrio ships with. The ratio
+        # to OctoPrint: instant ok at window 4 for both, where lines/s is the host's own work (at
+        # window 1 each line also waits for the firmware process's round trip, the same for both
+        # hosts, which caps the ratio). The wire: 250000 baud streaming ahead (window 4, Marlin's BUFSIZE).
+        instant = _find(rows, True, baud="instant", ok_window=1)
+        streaming = _find(rows, True, baud="instant", ok_window=4)
+        octoprint = _find(rows, False, baud="instant", ok_window=4)
         ratio = None
-        if instant and octoprint and octoprint.get("lines_per_s"):
-            ratio = {"server": "octotrio", "ratio": instant["lines_per_s"] / octoprint["lines_per_s"]}
+        if streaming and octoprint and octoprint.get("lines_per_s"):
+            ratio = {"server": "octotrio", "ratio": streaming["lines_per_s"] / octoprint["lines_per_s"]}
         return [
             _target("≥ 5,000 lines/s host overhead on a pty", instant, "lines_per_s", 5000, at_least=True),
             _target(
-                "≥ 95 % of the wire at 250000 baud",
-                _find(rows, True, baud=250000),
+                "≥ 95 % of the wire at 250000 baud (ok window 4)",
+                _find(rows, True, baud=250000, ok_window=4),
                 "wire_share",
                 0.95,
                 at_least=True,
             ),
-            _target("≥ 3× OctoPrint's lines/s (ratio)", ratio, "ratio", 3.0, at_least=True),
+            _target(
+                "≥ 3× OctoPrint's lines/s, instant ok, window 4 (ratio)", ratio, "ratio", 3.0, at_least=True
+            ),
         ]
     if benchmark == "slow":
         row = _find(rows, True)

@@ -2,9 +2,11 @@
 
 With ``baud`` 0 the firmware answers ``ok`` at once, so the figure is the host's own overhead per
 line; with 115200 or 250000 it answers after the line's wire time (marlin-serial.md §12), and the
-figure is the share of the wire's capacity the host uses. OctoPrint prints an uploaded file over
-REST; octotrio does the same once it has a job API (``POST /api/files/local`` with ``print``),
-until then ``bench._link_driver`` streams through its printer link directly.
+figure is the share of the wire's capacity the host uses. Each case runs at an ok window (commands
+awaiting their ok at once): 1, the default of both hosts, where the host waits for every ok's
+round trip, and 4 (Marlin's BUFSIZE), where it streams ahead. Both hosts print an uploaded file
+over REST (``POST /api/files/local`` with ``print``); an octotrio without the job API (an old
+``--octotrio-rev``) is driven through its printer link by ``bench._link_driver`` instead.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from bench._gcode import moves
 from bench._machine import sample_process
 from bench._servers import BENCH_DIR, START_TIMEOUT, Firmware, Server, run_firmware
 
-StreamFactory = Callable[[Firmware], AbstractAsyncContextManager[int]]
-"""Starts a host streaming G-code to the firmware; yields the pid of the process doing the work."""
+StreamFactory = Callable[[Firmware, int], AbstractAsyncContextManager[int]]
+"""Starts a host streaming G-code to the firmware with an ok window; yields the pid of the process
+doing the work."""
 
 WARMUP = 2.0
 """Seconds of streaming before the window: the print's start sequence and the first lines."""
@@ -38,11 +41,13 @@ FILE_LINES = 200_000
 async def measure_serial(
     name: str,
     baud: int,
+    ok_window: int,
     window: float,
     stream: StreamFactory,
 ) -> dict[str, Any]:
-    """Stream with ``stream`` (yields the pid doing the host's work) and count at the firmware."""
-    async with run_firmware(baud=baud) as firmware, stream(firmware) as pid:
+    """Stream with ``stream`` (yields the pid doing the host's work) for ``window`` seconds and
+    count at the firmware."""
+    async with run_firmware(baud=baud) as firmware, stream(firmware, ok_window) as pid:
         await trio.sleep(WARMUP)
         before, cpu_before = await firmware.stats(), sample_process(pid).cpu_seconds
         await trio.sleep(window)
@@ -53,10 +58,14 @@ async def measure_serial(
     return {
         "server": name,
         "baud": baud or "instant",
+        "ok_window": ok_window,
         "lines_per_s": lines,
         "bytes_per_line": byte_rate / lines if lines else float("nan"),
         "wire_share": byte_rate * BITS_PER_BYTE / baud if baud else None,
+        "in_flight_max": after["in_flight_max"],
         "cpu": (cpu_after - cpu_before) / seconds,
+        # The host's own work per line, whatever kept it waiting (the firmware, the wire, the load).
+        "cpu_us_per_line": (cpu_after - cpu_before) / seconds / lines * 1e6 if lines else None,
     }
 
 
@@ -68,11 +77,11 @@ def link_driver(source: Path) -> StreamFactory:
     """
 
     @asynccontextmanager
-    async def drive(firmware: Firmware) -> AsyncIterator[int]:
+    async def drive(firmware: Firmware, ok_window: int) -> AsyncIterator[int]:
         with tempfile.TemporaryDirectory(prefix="bench-driver-") as home:
             (Path(home) / "bench").symlink_to(BENCH_DIR)
             process = await trio.lowlevel.open_process(
-                [sys.executable, "-m", "bench._link_driver", firmware.path, "115200"],
+                [sys.executable, "-m", "bench._link_driver", firmware.path, "115200", str(ok_window)],
                 stdout=subprocess.PIPE,
                 cwd=home,
                 env={**os.environ, "PYTHONPATH": str(source)},
@@ -93,13 +102,14 @@ def link_driver(source: Path) -> StreamFactory:
 
 
 def print_over_rest(
-    start_server: Callable[[str], AbstractAsyncContextManager[Server]],
+    start_server: Callable[[str, int], AbstractAsyncContextManager[Server]],
 ) -> StreamFactory:
-    """A server connected to the firmware, printing an uploaded file (``POST /api/files/local``)."""
+    """A server connected to the firmware with an ok window (``start_server(pty, ok_window)``),
+    printing an uploaded file (``POST /api/files/local``)."""
 
     @asynccontextmanager
-    async def drive(firmware: Firmware) -> AsyncIterator[int]:
-        async with start_server(firmware.path) as server:
+    async def drive(firmware: Firmware, ok_window: int) -> AsyncIterator[int]:
+        async with start_server(firmware.path, ok_window) as server:
             assert server.pid is not None
             gcode = "\n".join(line for line, _ in zip(moves(), range(FILE_LINES), strict=False)) + "\n"
             async with httpx.AsyncClient(

@@ -113,10 +113,16 @@ async def run_firmware(*, baud: int = 0, report_interval: float = 0.0) -> AsyncI
 
 @asynccontextmanager
 async def run_octotrio(
-    *, source: Path, port: int = 0, serial: str | None = None, log_path: Path | None = None
+    *,
+    source: Path,
+    port: int = 0,
+    serial: str | None = None,
+    log_path: Path | None = None,
+    ok_window: int = 1,
 ) -> AsyncIterator[Server]:
     """``octotrio serve`` as a subprocess, run from the tree at ``source`` (see :func:`export_revision`),
-    with the built-in virtual printer unless ``serial``.
+    with the built-in virtual printer unless ``serial``; ``ok_window`` above 1 is passed as
+    ``--ok-window`` (a revision from before that option has only the default, 1).
 
     Yields once the printer is operational. On exit: SIGTERM, the ordered shutdown, then a kill if
     it takes longer than ``STOP_TIMEOUT``.
@@ -125,6 +131,8 @@ async def run_octotrio(
     command = [sys.executable, "-m", "octotrio", "serve", "--port", str(port), "--api-key", api_key]
     if serial is not None:
         command += ["--serial", serial]
+    if ok_window != 1:
+        command += ["--ok-window", str(ok_window)]
     log = _open_log(log_path)
     process = await trio.lowlevel.open_process(
         command,
@@ -168,26 +176,31 @@ install_octoprint = octoprint.install
 octoprint_installed = octoprint.installed
 
 
-def _octoprint_config(api_key: str) -> dict[str, Any]:
+def _octoprint_config(api_key: str, ok_window: int) -> dict[str, Any]:
     """The offline configuration plus the bench's own settings."""
     config = octoprint.offline_config(api_key)
     config["plugins"]["virtual_printer"]["simulated_errors"] = []  # clean traces
     # No G-code analysis of uploads: it would run during the serial benchmark's print.
     config["gcodeAnalysis"] = {"runAt": "never"}
     # The bench firmware's pty is offered as a port (a glob of paths, octoprint-offline.md).
-    config["serial"] = {"additionalPorts": ["/dev/pts/*"], "autoconnect": False}
+    # serial.ackMax: how many commands may await their ok (marlin-serial.md §2).
+    config["serial"] = {"additionalPorts": ["/dev/pts/*"], "autoconnect": False, "ackMax": ok_window}
     return config
 
 
 @asynccontextmanager
-async def run_octoprint(*, serial: str, port: int = 0, log_path: Path | None = None) -> AsyncIterator[Server]:
-    """A real OctoPrint 1.11.8 on 127.0.0.1 with a fresh, offline basedir, connected to ``serial``.
+async def run_octoprint(
+    *, serial: str, port: int = 0, log_path: Path | None = None, ok_window: int = 1
+) -> AsyncIterator[Server]:
+    """A real OctoPrint 1.11.8 on 127.0.0.1 with a fresh, offline basedir, connected to ``serial``
+    with ``serial.ackMax`` = ``ok_window``.
 
     Yields once its printer is operational; SIGTERM (then kill) and the basedir removed on exit.
     """
     api_key = RUN_API_KEY
     basedir = Path(tempfile.mkdtemp(prefix="bench-octoprint-"))
-    await trio.to_thread.run_sync(octoprint.prepare_basedir, basedir, _octoprint_config(api_key), api_key)
+    config = _octoprint_config(api_key, ok_window)
+    await trio.to_thread.run_sync(octoprint.prepare_basedir, basedir, config, api_key)
     port = port or free_port()
     command = octoprint.serve_command(basedir, port)
     log = _open_log(log_path)

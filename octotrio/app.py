@@ -25,7 +25,7 @@ from octotrio import __version__
 from octotrio.auth import AccessConfig, AccessControl
 from octotrio.files import FileStore, open_file_store, temporary_file_store
 from octotrio.http import HttpServer, serve_http
-from octotrio.printer import PrinterEvent, PrinterService, run_printer_service
+from octotrio.printer import DEFAULT_WINDOW, PrinterEvent, PrinterService, run_printer_service
 from octotrio.push import OriginCheckingRouter, ServerInfo, serve_push_session
 from octotrio.rest import AccessAuthenticator, AccessEndpoints, LoginEndpoints, RestServices, add_rest_routes
 from octotrio.sockjs import HEARTBEAT_INTERVAL, RESPONSE_LIMIT
@@ -55,6 +55,8 @@ class ServerConfig:
     port: int = 5000
     serial_port: str | None = None
     baudrate: int = 115200
+    ok_window: int = DEFAULT_WINDOW
+    """Commands that may await their ok at once (``--ok-window``, OctoPrint's ``serial.ackMax``)."""
     virtual_printer: FirmwareOptions = field(default_factory=FirmwareOptions)
     virtual_printer_link: str | None = None
     virtual_printer_record: str | None = None
@@ -158,6 +160,7 @@ async def run(
                 printer_events_send,
                 default_port=printer_port,
                 default_baudrate=config.baudrate,
+                window=config.ok_window,
             )
         )
         await printer.connect()

@@ -19,6 +19,7 @@ from octotrio.app import DEFAULT_MAX_UPLOAD_BYTES, RunningServer, ServerConfig, 
 from octotrio.auth import ConfigError, load_config
 from octotrio.auth._cli import add_arguments as add_user_arguments
 from octotrio.auth._cli import config_argument, run_user_command
+from octotrio.printer import DEFAULT_WINDOW
 from octotrio.sockjs import HEARTBEAT_INTERVAL, RESPONSE_LIMIT
 
 log = logging.getLogger("octotrio")
@@ -57,6 +58,14 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=5000, help="TCP port; 0 picks a free one (default 5000)")
     serve.add_argument("--serial", metavar="PORT", help="drive a real printer on this serial port instead")
     serve.add_argument("--baud", type=int, default=115200, help="baud rate for --serial (default 115200)")
+    serve.add_argument(
+        "--ok-window",
+        type=virtual.positive_int,
+        default=DEFAULT_WINDOW,
+        metavar="N",
+        help="commands that may await their ok at once (OctoPrint's serial.ackMax, default 1); up to "
+        "Marlin's BUFSIZE (4 on a stock build) streams ahead and fills a fast wire",
+    )
     serve.add_argument(
         "--virtual-printer-link",
         metavar="PATH",
@@ -179,6 +188,7 @@ def main(argv: list[str] | None = None) -> None:
             port=args.port,
             serial_port=args.serial,
             baudrate=args.baud,
+            ok_window=args.ok_window,
             virtual_printer_link=args.virtual_printer_link,
             virtual_printer_record=args.virtual_printer_record,
             virtual_printer_baud=args.virtual_printer_baud,

@@ -20,8 +20,10 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from octotrio.app import RunningServer, ServerConfig, run
+from octotrio.cli import _build_parser
 from octotrio.push import BASE_INTERVAL
 
+from .test_printer_link import ScriptedFirmware, pty
 from .websocket_client import connect_websocket
 
 FIXTURES = Path(__file__).parent / "fixtures" / "octoprint-1.11.8"
@@ -272,3 +274,33 @@ def test_serve_command_prints_url_and_stops_cleanly_on_sigterm() -> None:
         _, errors = process.communicate(timeout=HANG_GUARD)
         assert process.returncode == 0, errors
         assert "shutting down" in errors
+
+
+def test_serve_ok_window_is_one_unless_given_and_at_least_one(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = _build_parser()
+    assert parser.parse_args(["serve"]).ok_window == 1
+    assert parser.parse_args(["serve", "--ok-window", "4"]).ok_window == 4
+    with pytest.raises(SystemExit):
+        parser.parse_args(["serve", "--ok-window", "0"])
+    assert "--ok-window" in capsys.readouterr().err
+
+
+async def test_a_server_with_ok_window_two_keeps_two_commands_in_flight(nursery: trio.Nursery) -> None:
+    with pty() as (master, path), trio.fail_after(HANG_GUARD):
+        async with master:
+            config = ServerConfig(port=0, api_key=API_KEY, serial_port=path, ok_window=2)
+            server: RunningServer = await nursery.start(run, config)
+            firmware = ScriptedFirmware(master)
+            await firmware.handshake()
+            assert await firmware.receive() == "M155 S2"
+            async with httpx.AsyncClient(base_url=server.url, headers={"X-Api-Key": API_KEY}) as http:
+                response = await http.post("/api/printer/command", json={"commands": ["G4 P1", "G4 P2"]})
+            assert response.status_code == 204
+            # M155 S2 and G4 P1 await their oks; G4 P2 waits for one of them (§2, ackMax = 2).
+            assert await firmware.receive() == "G4 P1"
+            with trio.move_on_after(0.2):
+                await firmware.receive()
+                pytest.fail("a third command went out with two in flight")
+            await firmware.say("ok")
+            assert await firmware.receive() == "G4 P2"
+            server.request_shutdown()

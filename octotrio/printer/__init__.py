@@ -34,6 +34,7 @@ from ._events import StateChanged as StateChanged
 from ._events import TemperatureReport as TemperatureReport
 from ._events import TerminalLine as TerminalLine
 from ._events import ZChanged as ZChanged
+from ._host import DEFAULT_WINDOW as DEFAULT_WINDOW
 from ._host import CommandQueueFull as CommandQueueFull
 from ._host import LocalProtocolError as LocalProtocolError
 from ._host import MarlinHost as MarlinHost

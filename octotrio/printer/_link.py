@@ -25,7 +25,7 @@ from functools import partial
 from pathlib import Path
 
 import trio
-import trio_serial
+from trio_serial.posix import PosixSerialStream
 
 from ._events import (
     JOB_STATES,
@@ -123,6 +123,9 @@ COMMAND_QUEUE_SIZE = 32
 # longer is a device talking garbage and is cut (see LineSplitter).
 MAX_LINE_LENGTH = 1024
 RECEIVE_SIZE = 4096
+# Lines the writer takes from the host before it writes them and checkpoints: more than a window's
+# worth (Marlin's BUFSIZE is 4), few enough that a queue of lines needing no ok cannot hog the loop.
+MAX_WRITE_BATCH = 16
 # Closing a serial port does not wait for the device; the bound only guards against a stuck driver.
 # Writing the emergency-stop lines before closing is bounded the same way.
 CLOSE_TIMEOUT = 1.0
@@ -444,7 +447,7 @@ class PrinterLink:
     async def _run(self) -> None:
         await self._emit(Connecting(self.port, self.baudrate))
         await self._set_state(CommState.OPEN_SERIAL)
-        stream: trio.abc.Stream | None = None
+        stream: PosixSerialStream | None = None
         finished = False
         try:
             with self._serve_scope:
@@ -468,7 +471,7 @@ class PrinterLink:
                 self._emit_nowait(StateChanged(CommState.OFFLINE))
             self.ended.set()
 
-    async def _after_connection(self, stream: trio.abc.Stream | None) -> None:
+    async def _after_connection(self, stream: PosixSerialStream | None) -> None:
         """Report how the connection ended; on an emergency, first stop the printer (§9)."""
         failure = self._stop
         job, self._job = self._job, None
@@ -493,7 +496,7 @@ class PrinterLink:
         await self._emit(Disconnected())
         await self._set_state(CommState.CLOSED_WITH_ERROR, failure.error)
 
-    async def _serve(self, stream: trio.abc.Stream) -> None:
+    async def _serve(self, stream: PosixSerialStream) -> None:
         """Run reader, writer, conversation and watchdogs until one fails or the scope is cancelled."""
 
         async def until_failure(task: Callable[[], Awaitable[None]]) -> None:
@@ -516,7 +519,7 @@ class PrinterLink:
             nursery.start_soon(until_failure, self._watch_errors)
             nursery.start_soon(until_failure, self._watch_resend_oks)
 
-    async def _read(self, stream: trio.abc.Stream) -> None:
+    async def _read(self, stream: PosixSerialStream) -> None:
         splitter = LineSplitter(MAX_LINE_LENGTH)
         while True:
             for line in splitter.feed(await _receive(stream)):
@@ -576,7 +579,12 @@ class PrinterLink:
                     await self._emit(FirmwareMessage(line))
                     await self._handle_sd_line(line)
         # Only now: the job task must see what this line reported (the M114 position of a pause).
-        self._job_wakeup.set()
+        # While a file streams from here, its task only waits for the end of the file (progress
+        # has its own clock): waking it for every ok would cost a task switch per line.
+        job = self._job
+        streaming = self._state is CommState.PRINTING and isinstance(job, _Job) and not job.streamer.exhausted
+        if not streaming:
+            self._job_wakeup.set()
 
     def _act(self, name: str) -> None:
         """§10.1: the action commands the host acts on; a job control that does not apply is ignored."""
@@ -617,21 +625,28 @@ class PrinterLink:
             return
         await self._emit(PositionReported(self._position, None))
 
-    async def _write(self, stream: trio.abc.Stream) -> None:
+    async def _write(self, stream: PosixSerialStream) -> None:
+        # Everything the host releases at one wake-up goes out in one write: with a window of n,
+        # the n lines an ok burst frees cost one syscall. The events of a batch precede its write.
         while True:
-            line = self._host.next_line_to_send()
-            if line is None:
-                await self._writer_wakeup.wait()
-                self._writer_wakeup = trio.Event()
-                continue
-            command = self._host.sent_command
-            await self._emit(TerminalLine(f"Send: {line.decode('ascii').rstrip()}"))
-            await _send(stream, line)
-            if command:
-                if (code := event_gcode(command)) is not None:
-                    await self._emit(GcodeSent(code))
-                if (z := self._z.observe(command)) is not None:
-                    await self._emit(z)
+            await self._writer_wakeup.wait()
+            self._writer_wakeup = trio.Event()
+            batch: list[bytes] = []
+            while len(batch) < MAX_WRITE_BATCH and (line := self._host.next_line_to_send()) is not None:
+                batch.append(line)
+                command = self._host.sent_command
+                await self._emit(TerminalLine(f"Send: {line.decode('ascii').rstrip()}"))
+                if command:
+                    if (code := event_gcode(command)) is not None:
+                        await self._emit(GcodeSent(code))
+                    if (z := self._z.observe(command)) is not None:
+                        await self._emit(z)
+            if len(batch) == MAX_WRITE_BATCH:
+                # Lines that need no ok ("!!DEBUG:") are not held back by the window: come back
+                # after a checkpoint rather than write them all at once.
+                self._writer_wakeup.set()
+            if batch:
+                await _send(stream, b"".join(batch))
 
     async def _converse(self) -> None:
         # §4: hello until the firmware answers, then Operational and M115.
@@ -793,7 +808,10 @@ class PrinterLink:
         reported = -1
         last_report = -math.inf
         while True:
-            await self._job_wakeup.wait()
+            # Woken by requests, the reader (see _handle_line) and the file reader; the timeout
+            # reports progress while lines stream without waking this task.
+            with trio.move_on_after(PROGRESS_INTERVAL):
+                await self._job_wakeup.wait()
             self._job_wakeup = trio.Event()
             now = trio.current_time()
             if job.read_error is not None:
@@ -1019,8 +1037,14 @@ class PrinterLink:
 
     async def _emit(self, event: PrinterEvent) -> None:
         # Waiting here is the intended backpressure: a slow consumer slows the reader, and the
-        # serial port's own buffer absorbs the rest.
-        await self._events.send(event)
+        # serial port's own buffer absorbs the rest. Only a full channel waits: ``send`` is a
+        # checkpoint even when there is room, a trip through the scheduler for every line sent and
+        # received, which cost more than the rest of a line's work. The reader and writer loops
+        # checkpoint in their own waits.
+        try:
+            self._events.send_nowait(event)
+        except trio.WouldBlock:
+            await self._events.send(event)
 
     def _emit_nowait(self, event: PrinterEvent) -> None:
         with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
@@ -1244,8 +1268,8 @@ async def run_printer_service(
         await trio.sleep_forever()
 
 
-async def _open_serial(port: str, baudrate: int) -> trio.abc.Stream:
-    stream = trio_serial.SerialStream(port, baudrate=baudrate)
+async def _open_serial(port: str, baudrate: int) -> PosixSerialStream:
+    stream = PosixSerialStream(port, baudrate=baudrate)
     try:
         await stream.aopen()
     except OSError as exc:
@@ -1253,7 +1277,7 @@ async def _open_serial(port: str, baudrate: int) -> trio.abc.Stream:
     return stream
 
 
-async def _receive(stream: trio.abc.Stream) -> bytes | bytearray:
+async def _receive(stream: PosixSerialStream) -> bytes | bytearray:
     try:
         data = await stream.receive_some(RECEIVE_SIZE)
     except (OSError, trio.BrokenResourceError) as exc:
@@ -1263,22 +1287,33 @@ async def _receive(stream: trio.abc.Stream) -> bytes | bytearray:
     return data
 
 
-async def _send(stream: trio.abc.Stream, line: bytes) -> None:
+async def _send(stream: PosixSerialStream, data: bytes) -> None:
+    """Write all of ``data``; the caller checkpoints (this waits only when the port is full).
+
+    The port is non-blocking: writing first and waiting only when it does not take everything
+    saves the epoll registration and scheduler round trip ``send_all`` makes before every write.
+    Only the writer task writes, so bypassing ``send_all``'s conflict check loses nothing. (So the
+    link takes POSIX ports only: ptys and /dev/tty*.)
+    """
     try:
-        await stream.send_all(line)
-    except (OSError, trio.BrokenResourceError) as exc:
+        try:
+            written = os.write(stream.fd, data)
+        except BlockingIOError:
+            written = 0
+        if written < len(data):
+            await stream.send_all(data[written:])
+    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
         raise PrinterDisconnected(f"Writing to the serial port failed: {exc}") from exc
 
 
-async def _write_emergency_lines(stream: trio.abc.Stream, lines: list[bytes]) -> None:
+async def _write_emergency_lines(stream: PosixSerialStream, lines: list[bytes]) -> None:
     # §9: M112 and heaters off go out before the port closes, whatever the window says; the
     # device may be gone already, which leaves nothing to do.
     with trio.move_on_after(CLOSE_TIMEOUT, shield=True), contextlib.suppress(PrinterDisconnected):
-        for line in lines:
-            await _send(stream, line)
+        await _send(stream, b"".join(lines))
 
 
-async def _close(stream: trio.abc.Stream) -> None:
+async def _close(stream: PosixSerialStream) -> None:
     with trio.move_on_after(CLOSE_TIMEOUT, shield=True), contextlib.suppress(OSError):
         # The device may already be gone; closing is all that is left to do either way.
         await stream.aclose()

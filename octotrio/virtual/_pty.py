@@ -154,7 +154,8 @@ async def _pump(
             if not received:
                 # We hold the slave open, so the master cannot see end of file.
                 raise RuntimeError("the pty master reported end of file")
-        if port.reopened():
+        reopened = port.reopened()
+        if reopened:
             port.set_idle_speed()
             if firmware.killed:
                 # Opening the port resets a killed board (DTR); checked before the host's first
@@ -165,6 +166,11 @@ async def _pump(
             firmware.receive_data(received, trio.current_time())
         else:
             firmware.advance(trio.current_time())
+        if reopened and firmware.killed:
+            # The last host's M112 came in the same read as the reopen (it closed the port right
+            # after writing it): the open still resets the board. The next host's first bytes
+            # went to the killed one; it repeats its hello until an answer comes (§4).
+            firmware = VirtualMarlin(options, now=trio.current_time())
 
 
 def _link_atomically(target: str, link_path: str) -> None:
