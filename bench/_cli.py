@@ -1,7 +1,7 @@
 """``python -m bench fanout|serial|slow|storm|all``: run benchmarks, print a table, write JSON.
 
 Each benchmark runs against octotrio (started here: ``octotrio serve --port 0`` on 127.0.0.1) and,
-with ``--with-octoprint``, against a real OctoPrint 1.11.8 (installed by ``scripts/install-octoprint.sh``) in the
+with ``--with-octoprint``, against a real OctoPrint 1.11.8 (``scripts/install-octoprint.sh``) in the
 same run, and prints octotrio's figures as a ratio of OctoPrint's. ``--target URL`` benchmarks an
 already running server instead (push benchmarks only; give its ``--api-key``). Results go to
 ``bench/results/<benchmark>-<time>.json`` with the machine description; the runner checks the

@@ -30,7 +30,7 @@ class ClientGone(Exception):
     timeout) or closed the connection mid-request or mid-response."""
 
 
-async def send_bytes(stream: trio.abc.Stream, data: bytes, *, write_timeout: float) -> None:
+async def send_bytes(stream: trio.abc.Stream, data: bytes | memoryview, *, write_timeout: float) -> None:
     """Write ``data``, or raise :class:`ClientGone` if the client does not take it in time.
 
     After :class:`ClientGone` or a cancellation the stream is in an unknown state: close it.

@@ -33,6 +33,8 @@ from ._websocket import (
     NOT_A_WEBSOCKET_REQUEST,
     HandshakeRefusal,
     WebSocketClosed,
+    encode_batch,
+    unsent_part,
     write_nowait,
 )
 
@@ -268,7 +270,7 @@ class Hixie76WebSocket:
         self._write_timeout = write_timeout
         self._send_lock = trio.Lock()
         self._socket_stream = stream if isinstance(stream, trio.SocketStream) else None
-        self._unsent = b""
+        self._unsent: bytes | memoryview = b""
         """What :meth:`send_texts_nowait` wrote that the socket did not take; written first by the
         next write."""
         self._close_sent = False
@@ -343,7 +345,7 @@ class Hixie76WebSocket:
         async with self._send_lock:
             if not self.is_open:
                 raise self._closed()
-            await self._write(b"".join(self._codec.send_text(text) for text in texts))
+            await self._write(encode_batch(texts, Hixie76Codec.send_text))
 
     @property
     def can_send_nowait(self) -> bool:
@@ -366,13 +368,13 @@ class Hixie76WebSocket:
         <octotrio.http._websocket.WebSocket.send_texts_nowait>`)."""
         assert self.can_send_nowait, "check can_send_nowait first"
         assert self._socket_stream is not None
-        data = b"".join(self._codec.send_text(text) for text in texts)
+        data = encode_batch(texts, Hixie76Codec.send_text)
         try:
             written = write_nowait(self._socket_stream, data)
         except OSError:
             self._broken = True
             raise self._closed() from None
-        self._unsent = data[written:]
+        self._unsent = unsent_part(data, written)
 
     async def flush(self) -> None:
         """Write what :meth:`send_texts_nowait` left unsent, if anything; as :meth:`send_text`."""
@@ -395,10 +397,10 @@ class Hixie76WebSocket:
             with contextlib.suppress(WebSocketClosed):
                 await self._write(self._codec.send_close())
 
-    async def _write(self, data: bytes) -> None:
+    async def _write(self, data: bytes | memoryview) -> None:
         # Called with the send lock held. Bytes a send without waiting left over go first.
         if self._unsent:
-            data, self._unsent = self._unsent + data, b""
+            data, self._unsent = b"".join((self._unsent, data)) if data else self._unsent, b""
         written = False
         try:
             await send_bytes(self._stream, data, write_timeout=self._write_timeout)

@@ -15,13 +15,15 @@ import contextlib
 import os
 import struct
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import trio
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessage
 from wsproto.utilities import generate_accept_token
+
+from octotrio.sockjs import SharedMessage
 
 from ._request import Request
 
@@ -54,6 +56,28 @@ def encode_text_frame(text: str) -> bytes:
     else:
         header = struct.pack("!BBQ", _FIN_TEXT, 127, size)
     return header + payload
+
+
+def encode_batch(texts: Sequence[str], encode_frame: Callable[[str], bytes]) -> bytes:
+    """The frames of ``texts`` (``encode_frame`` frames one text), for one write.
+
+    A :class:`~octotrio.sockjs.SharedMessage` is framed once for every connection that sends it,
+    and a batch of one such message is its kept bytes object itself: at a tick thousands of
+    connections write the same bytes, without a copy each.
+    """
+    if len(texts) == 1:
+        return _encode_one(texts[0], encode_frame)
+    return b"".join(_encode_one(text, encode_frame) for text in texts)
+
+
+def _encode_one(text: str, encode_frame: Callable[[str], bytes]) -> bytes:
+    return text.derived(encode_frame) if isinstance(text, SharedMessage) else encode_frame(text)
+
+
+def unsent_part(data: bytes, written: int) -> bytes | memoryview:
+    """What is left of ``data`` after ``written`` bytes went out: a view, not a copy, so that a
+    connection whose socket is full holds on to shared bytes rather than copying a large frame."""
+    return memoryview(data)[written:] if written < len(data) else b""
 
 
 def write_nowait(stream: trio.SocketStream, data: bytes) -> int:
@@ -149,7 +173,7 @@ class WebSocket:
         self._write_timeout = write_timeout
         self._max_message_bytes = max_message_bytes
         self._send_lock = trio.Lock()
-        self._unsent = b""
+        self._unsent: bytes | memoryview = b""
         """What :meth:`send_texts_nowait` wrote that the socket did not take; written first by the
         next write."""
         self._message_parts: list[str] = []
@@ -250,7 +274,7 @@ class WebSocket:
         async with self._send_lock:
             if not self.is_open:
                 raise self._closed()
-            await self._write(b"".join(encode_text_frame(text) for text in texts))
+            await self._write(encode_batch(texts, encode_text_frame))
 
     @property
     def can_send_nowait(self) -> bool:
@@ -279,13 +303,13 @@ class WebSocket:
         """
         assert self.can_send_nowait, "check can_send_nowait first"
         assert self._socket_stream is not None
-        data = b"".join(encode_text_frame(text) for text in texts)
+        data = encode_batch(texts, encode_text_frame)
         try:
             written = write_nowait(self._socket_stream, data)
         except OSError:
             self._broken = True
             raise self._closed() from None
-        self._unsent = data[written:]
+        self._unsent = unsent_part(data, written)
 
     async def flush(self) -> None:
         """Write what :meth:`send_texts_nowait` left unsent, if anything; raises and cancels as
@@ -313,10 +337,10 @@ class WebSocket:
             with contextlib.suppress(WebSocketClosed):
                 await self._write(data)
 
-    async def _write(self, data: bytes) -> None:
+    async def _write(self, data: bytes | memoryview) -> None:
         # Called with the send lock held. Bytes a send without waiting left over go first.
         if self._unsent:
-            data, self._unsent = self._unsent + data, b""
+            data, self._unsent = b"".join((self._unsent, data)) if data else self._unsent, b""
         written = False
         try:
             with trio.move_on_after(self._write_timeout):

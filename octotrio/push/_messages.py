@@ -14,6 +14,7 @@ import platform
 from dataclasses import dataclass
 
 from octotrio.auth import BUILTIN_PERMISSIONS
+from octotrio.sockjs import SharedMessage
 from octotrio.state import Accumulated, History, JSONObject, Tick, encode_json, encode_members
 
 from ._subscription import Filter, filter_lines
@@ -34,9 +35,10 @@ class ServerInfo:
     debug: bool = False
 
     @functools.cached_property
-    def connected_message(self) -> str:
-        """The encoded ``connected`` message: the same for every client, so encoded once."""
-        return encode_message("connected", self.connected_payload())
+    def connected_message(self) -> SharedMessage:
+        """The encoded ``connected`` message: the same for every client, so encoded (and framed)
+        once."""
+        return SharedMessage(encode_message("connected", self.connected_payload()))
 
     def connected_payload(self) -> JSONObject:
         config_hash = hashlib.md5(f"octotrio:{self.octotrio_version}".encode(), usedforsecurity=False)

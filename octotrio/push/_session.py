@@ -23,7 +23,7 @@ from collections import deque
 import trio
 
 from octotrio.auth import AccessControl, Principal
-from octotrio.sockjs import ConnectionClosed, SockJSConnection
+from octotrio.sockjs import ConnectionClosed, SharedMessage, SockJSConnection
 from octotrio.state import SessionView, StateHub
 from octotrio.state._hub import Broadcast
 
@@ -53,7 +53,8 @@ ADMIN_ONLY_EVENTS = frozenset({"UserLoggedIn", "UserLoggedOut"})
 """Dropped (not backlogged) for sockets without ADMIN (§5.3)."""
 
 STRIPPED_EVENTS = {
-    name: encode_message("event", {"type": name, "payload": {}}) for name in ("ClientOpened", "ClientAuthed")
+    name: SharedMessage(encode_message("event", {"type": name, "payload": {}}))
+    for name in ("ClientOpened", "ClientAuthed")
 }
 """Payloads replaced by ``{}`` for sockets without ADMIN (§5.3), encoded once."""
 
@@ -252,9 +253,10 @@ class PushSession:
 
         Sent on time (:meth:`PushRateLimiter.record_send`) by a session in step with the tick
         (nearly all of them, nearly always), it is the same for every session of the same
-        variant, so it is encoded once per tick and variant and shared (:class:`Tick`); its
-        ``serverTime`` is the tick's. A tick held back, a session that just got its ``history``
-        or fell behind, and regular-expression filters get their own, as before.
+        variant, so it is encoded once per tick and variant and shared (:class:`Tick`), as a
+        :class:`SharedMessage` that the transport frames once too; its ``serverTime`` is the
+        tick's. A tick held back, a session that just got its ``history`` or fell behind, and
+        regular-expression filters get their own, as before.
         """
         view, subscription = self.view, self.subscription
         tick = self.hub.tick
@@ -275,7 +277,7 @@ class PushSession:
             tick, accumulated, server_time, terminal=terminal, logs=logs, messages=messages
         )
         if shareable:
-            tick.shared[variant] = encoded
+            encoded = tick.shared[variant] = SharedMessage(encoded)
         return encoded
 
     def outbox_due(self) -> bool:

@@ -2,6 +2,7 @@
 application above it."""
 
 from ._connection import ConnectionClosed as ConnectionClosed
+from ._connection import SharedMessage as SharedMessage
 from ._connection import SockJSApp as SockJSApp
 from ._connection import SockJSConnection as SockJSConnection
 from ._encodings import EVENTSOURCE_PRELUDE as EVENTSOURCE_PRELUDE

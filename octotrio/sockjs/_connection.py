@@ -8,7 +8,32 @@ The SockJS layer (framing, sessions, transports) hands the application one
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar, cast
+
+_T = TypeVar("_T")
+
+
+class SharedMessage(str):
+    """An encoded message the application sends unchanged to many sessions (a tick's ``current``,
+    ``connected``): a transport keeps on it what it derives from it (its ``a[...]`` frame, the
+    bytes of its websocket frame), so the message is framed once and every session writes the same
+    bytes object instead of a copy of its own. What is kept lives as long as the message does, a
+    handful of encodings (one per kind of transport)."""
+
+    _derived: dict[Callable[[str], object], object]
+
+    def __new__(cls, text: str) -> SharedMessage:
+        message = super().__new__(cls, text)
+        message._derived = {}
+        return message
+
+    def derived(self, derive: Callable[[str], _T]) -> _T:
+        """``derive(self)``, computed at the first call with this ``derive`` and kept."""
+        try:
+            return cast(_T, self._derived[derive])
+        except KeyError:
+            value = self._derived[derive] = derive(self)
+            return value
 
 
 class ConnectionClosed(Exception):
@@ -32,8 +57,9 @@ class SockJSConnection(Protocol):
 
         On a SockJS transport the batch becomes ``a[<v1>,<v2>,...]`` (OctoPrint puts JSON
         objects, not strings, in the array); on the raw websocket each value is one text
-        frame. Raises :class:`ConnectionClosed` when the session is over. Cancellable: a
-        cancelled send may have delivered part of the batch.
+        frame. A :class:`SharedMessage` (alone in the batch, for a SockJS frame) is framed once
+        for every session that sends it. Raises :class:`ConnectionClosed` when the session is
+        over. Cancellable: a cancelled send may have delivered part of the batch.
         """
         ...
 

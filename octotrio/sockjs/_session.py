@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
+from ._connection import SharedMessage
 from ._frames import HEARTBEAT_FRAME, OPEN_FRAME, encode_close, encode_messages
 
 DISCONNECT_DELAY = 5.0
@@ -72,7 +73,7 @@ class Frame:
     ``text`` is the SockJS encoding (``o``, ``h``, ``a[...]``, ``c[...]``: ASCII, J1), computed
     on first use, so a transport without SockJS framing (the raw websocket, U5) never pays for
     it; it uses ``messages``, the values of an ``a`` frame, and ``close``, the code and reason of
-    a ``c`` frame.
+    a ``c`` frame. The ``a`` frame of a lone :class:`SharedMessage` is encoded once and shared.
     """
 
     literal: str = ""
@@ -81,7 +82,15 @@ class Frame:
 
     @cached_property
     def text(self) -> str:
+        if len(self.messages) == 1 and isinstance(message := self.messages[0], SharedMessage):
+            return message.derived(_shared_array_frame)
         return encode_messages(self.messages) if self.messages else self.literal
+
+
+def _shared_array_frame(message: str) -> SharedMessage:
+    """The ``a`` frame of one message that many sessions send: shared in turn, so a transport
+    frames it once too."""
+    return SharedMessage(encode_messages((message,)))
 
 
 OPEN = Frame(OPEN_FRAME)

@@ -17,6 +17,8 @@ from typing import Any, NamedTuple
 
 import trio
 
+from octotrio.sockjs import SharedMessage
+
 from ._journal import Journal
 from ._model import JSONObject, PrinterModel
 
@@ -242,8 +244,9 @@ class StateHub:
     ) -> None:
         """Encode ``{kind: payload}`` once, journal it in order with the events, wake every session
         (if not ``urgent``: request a release instead; a storm of N clients connecting publishes
-        N events that would otherwise each wake every session)."""
-        encoded = encode_json({kind: payload})
+        N events that would otherwise each wake every session). A :class:`SharedMessage`: the
+        transports frame it once for every session that gets it alone."""
+        encoded = SharedMessage(encode_json({kind: payload}))
         self.events.append(encoded)
         self._broadcasts.append(Broadcast(kind, name, encoded, origin, None if urgent else self.releases))
         if urgent:
