@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import struct
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import trio
@@ -29,13 +28,10 @@ import trio
 from ._exchange import ClientGone, HttpExchange, send_bytes
 from ._request import Request
 from ._websocket import (
-    ABNORMAL_CLOSURE,
     NOT_A_WEBSOCKET_REQUEST,
+    FrameWriter,
     HandshakeRefusal,
     WebSocketClosed,
-    encode_batch,
-    unsent_part,
-    write_nowait,
 )
 
 CHALLENGE_BYTES = 8
@@ -251,7 +247,7 @@ class Hixie76Codec:
         return CLOSE_FRAME
 
 
-class Hixie76WebSocket:
+class Hixie76WebSocket(FrameWriter):
     """A server-side hixie-76 websocket on a stream whose handshake is complete: the same
     interface as :class:`~octotrio.http._websocket.WebSocket`, with the same guarantees (sends
     serialized by a lock, every write bounded by ``write_timeout``, the caller closes the stream
@@ -263,21 +259,12 @@ class Hixie76WebSocket:
     def __init__(
         self, stream: trio.abc.Stream, received: bytes, *, write_timeout: float, max_message_bytes: int
     ) -> None:
-        self._stream = stream
+        super().__init__(stream, write_timeout=write_timeout, encode_frame=Hixie76Codec.send_text)
         self._codec = Hixie76Codec(max_frame_bytes=max_message_bytes)
         if received:
             self._codec.receive_data(received)
-        self._write_timeout = write_timeout
-        self._send_lock = trio.Lock()
-        self._socket_stream = stream if isinstance(stream, trio.SocketStream) else None
-        self._unsent: bytes | memoryview = b""
-        """What :meth:`send_texts_nowait` wrote that the socket did not take; written first by the
-        next write."""
         self._close_sent = False
         self._close_received = False
-        self._broken = False
-        self._close_code = ABNORMAL_CLOSURE
-        self._close_reason = ""
 
     @property
     def is_open(self) -> bool:
@@ -288,9 +275,6 @@ class Hixie76WebSocket:
     def is_finished(self) -> bool:
         """True once both sides sent their close frame or the connection broke."""
         return self._broken or (self._close_sent and self._close_received)
-
-    def _closed(self) -> WebSocketClosed:
-        return WebSocketClosed(self._close_code, self._close_reason)
 
     def _record_close(self, code: int, reason: str) -> None:
         if not (self._close_sent or self._close_received):
@@ -340,48 +324,6 @@ class Hixie76WebSocket:
                 raise self._closed()
             await self._write(self._codec.send_text(text))
 
-    async def send_texts(self, texts: Sequence[str]) -> None:
-        """Send each of ``texts`` as its own message, all in one write; as :meth:`send_text`."""
-        async with self._send_lock:
-            if not self.is_open:
-                raise self._closed()
-            await self._write(encode_batch(texts, Hixie76Codec.send_text))
-
-    @property
-    def can_send_nowait(self) -> bool:
-        """As :attr:`WebSocket.can_send_nowait <octotrio.http._websocket.WebSocket.can_send_nowait>`."""
-        return (
-            self._socket_stream is not None
-            and self.is_open
-            and not self._unsent
-            and not self._send_lock.locked()
-        )
-
-    @property
-    def has_unsent(self) -> bool:
-        """True while bytes of :meth:`send_texts_nowait` wait for :meth:`flush`."""
-        return bool(self._unsent)
-
-    def send_texts_nowait(self, texts: Sequence[str]) -> None:
-        """Send ``texts`` from the caller's task without waiting; what the socket does not take
-        at once waits for :meth:`flush` (as :meth:`WebSocket.send_texts_nowait
-        <octotrio.http._websocket.WebSocket.send_texts_nowait>`)."""
-        assert self.can_send_nowait, "check can_send_nowait first"
-        assert self._socket_stream is not None
-        data = encode_batch(texts, Hixie76Codec.send_text)
-        try:
-            written = write_nowait(self._socket_stream, data)
-        except OSError:
-            self._broken = True
-            raise self._closed() from None
-        self._unsent = unsent_part(data, written)
-
-    async def flush(self) -> None:
-        """Write what :meth:`send_texts_nowait` left unsent, if anything; as :meth:`send_text`."""
-        async with self._send_lock:
-            if self._unsent and not self._broken:
-                await self._write(b"")
-
     async def close(self, code: int, reason: str) -> None:
         """Send a close frame; ``code`` and ``reason`` are only recorded (hixie-76 cannot carry
         them). Idempotent, never raises for a peer that is gone, bounded by the write timeout;
@@ -396,32 +338,6 @@ class Hixie76WebSocket:
             self._close_sent = True
             with contextlib.suppress(WebSocketClosed):
                 await self._write(self._codec.send_close())
-
-    async def _write(self, data: bytes | memoryview) -> None:
-        # Called with the send lock held. Bytes a send without waiting left over go first.
-        if self._unsent:
-            data, self._unsent = b"".join((self._unsent, data)) if data else self._unsent, b""
-        written = False
-        try:
-            await send_bytes(self._stream, data, write_timeout=self._write_timeout)
-            written = True
-        except ClientGone:
-            raise self._closed() from None
-        finally:
-            if not written:
-                # Timed out, broken or cancelled half-way: the stream cannot carry another frame.
-                await self.abort()
-
-    async def abort(self) -> None:
-        """Drop the connection at once, without a close frame; later calls raise
-        :class:`WebSocketClosed` (1006)."""
-        self._broken = True
-        await trio.aclose_forcefully(self._stream)
-
-    async def aclose(self) -> None:
-        """Close the underlying stream (after the closing handshake, or to give up on it)."""
-        self._broken = True
-        await self._stream.aclose()
 
 
 async def accept_hixie76(exchange: HttpExchange, *, max_message_bytes: int) -> Hixie76WebSocket | None:

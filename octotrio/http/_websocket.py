@@ -9,6 +9,7 @@ adapter that does the I/O, bounds it, and turns every way a connection can end i
 
 from __future__ import annotations
 
+import abc
 import base64
 import binascii
 import contextlib
@@ -148,14 +149,127 @@ class WebSocketClosed(Exception):
         self.reason = reason
 
 
-class WebSocket:
+class FrameWriter(abc.ABC):
+    """The write side both websocket flavours share (RFC 6455 here, hixie-76 in
+    :mod:`octotrio.http._hixie76`): sends are serialized by a lock, so frames never interleave on
+    the wire; every write is bounded by ``write_timeout``, after which the peer is taken to have
+    stopped reading and the stream is aborted (:class:`WebSocketClosed`, code 1006);
+    :meth:`send_texts_nowait` writes from the caller's task without waiting (a socket stream only).
+    ``encode_frame`` frames one text message.
+    """
+
+    def __init__(
+        self, stream: trio.abc.Stream, *, write_timeout: float, encode_frame: Callable[[str], bytes]
+    ) -> None:
+        self._stream = stream
+        self._socket_stream = stream if isinstance(stream, trio.SocketStream) else None
+        self._write_timeout = write_timeout
+        self._encode_frame = encode_frame
+        self._send_lock = trio.Lock()
+        self._unsent: bytes | memoryview = b""
+        """What :meth:`send_texts_nowait` wrote that the socket did not take; written first by the
+        next write."""
+        self._broken = False
+        self._close_code = ABNORMAL_CLOSURE
+        self._close_reason = ""
+
+    @property
+    @abc.abstractmethod
+    def is_open(self) -> bool:
+        """True until a close frame was sent or received or the connection broke."""
+
+    def _closed(self) -> WebSocketClosed:
+        return WebSocketClosed(self._close_code, self._close_reason)
+
+    async def send_texts(self, texts: Sequence[str]) -> None:
+        """Send each of ``texts`` as its own text message, all in one write: one system call and
+        one timeout for a batch. Raises :class:`WebSocketClosed` once the websocket is closing or
+        broken, or when the write times out. Cancellable; cancelling a send whose bytes are
+        already being written aborts the connection, since the peer would otherwise get half a
+        frame."""
+        async with self._send_lock:
+            if not self.is_open:
+                raise self._closed()
+            await self._write(encode_batch(texts, self._encode_frame))
+
+    @property
+    def can_send_nowait(self) -> bool:
+        """True when :meth:`send_texts_nowait` may be called: the websocket is open, on a socket,
+        no send is under way and nothing is left unsent."""
+        return (
+            self._socket_stream is not None
+            and self.is_open
+            and not self._unsent
+            and not self._send_lock.locked()
+        )
+
+    @property
+    def has_unsent(self) -> bool:
+        """True while bytes of :meth:`send_texts_nowait` wait for :meth:`flush`."""
+        return bool(self._unsent)
+
+    def send_texts_nowait(self, texts: Sequence[str]) -> None:
+        """Send ``texts`` as :meth:`send_texts` does, but from the caller's task and without waiting
+        (no task switch, no timer): one system call. Only when :attr:`can_send_nowait`.
+
+        What the socket does not take at once is kept (:attr:`has_unsent`): the caller must then
+        have :meth:`flush` run, which writes it within the write timeout or aborts the connection,
+        as any other write. Raises :class:`WebSocketClosed` (and the websocket is broken) if the
+        connection is.
+        """
+        assert self.can_send_nowait, "check can_send_nowait first"
+        assert self._socket_stream is not None
+        data = encode_batch(texts, self._encode_frame)
+        try:
+            written = write_nowait(self._socket_stream, data)
+        except OSError:
+            self._broken = True
+            raise self._closed() from None
+        self._unsent = unsent_part(data, written)
+
+    async def flush(self) -> None:
+        """Write what :meth:`send_texts_nowait` left unsent, if anything; raises and cancels as
+        :meth:`send_texts`."""
+        async with self._send_lock:
+            if self._unsent and not self._broken:
+                await self._write(b"")
+
+    async def _write(self, data: bytes | memoryview) -> None:
+        # Called with the send lock held. Bytes a send without waiting left over go first.
+        if self._unsent:
+            data, self._unsent = b"".join((self._unsent, data)) if data else self._unsent, b""
+        written = False
+        try:
+            with trio.move_on_after(self._write_timeout):
+                await self._stream.send_all(data)
+                written = True
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            if not written:
+                # Timed out, broken or cancelled half-way: the stream cannot carry another frame.
+                await self.abort()
+        if not written:
+            raise self._closed()
+
+    async def abort(self) -> None:
+        """Drop the connection at once, without a close frame; pending and later calls raise
+        :class:`WebSocketClosed` (1006). Use when there is no time to be polite."""
+        self._broken = True
+        await trio.aclose_forcefully(self._stream)
+
+    async def aclose(self) -> None:
+        """Close the underlying stream (after the closing handshake, or to give up on it)."""
+        self._broken = True
+        await self._stream.aclose()
+
+
+class WebSocket(FrameWriter):
     """A server-side websocket on a stream whose HTTP handshake is done. Text messages only.
 
-    One task may receive while others send: sends are serialized by a lock, so control frames,
-    messages and the close frame never interleave on the wire. Every write is bounded by
-    ``write_timeout``: a peer that does not take the bytes in time is taken to have stopped
-    reading, and the stream is aborted (:class:`WebSocketClosed`, code 1006).
-    :meth:`send_texts_nowait` writes from the caller's task without waiting (a socket stream only).
+    One task may receive while others send; sending is :class:`FrameWriter`'s (control frames,
+    messages and the close frame never interleave on the wire, every write is bounded by
+    ``write_timeout``).
 
     Incoming messages larger than ``max_message_bytes`` (UTF-8) close the websocket with 1009;
     binary messages close it with 1003. The caller owns the stream and closes it with
@@ -165,22 +279,13 @@ class WebSocket:
     def __init__(
         self, stream: trio.abc.Stream, received: bytes, *, write_timeout: float, max_message_bytes: int
     ) -> None:
-        self._stream = stream
-        self._socket_stream = stream if isinstance(stream, trio.SocketStream) else None
+        super().__init__(stream, write_timeout=write_timeout, encode_frame=encode_text_frame)
         # ``received``: bytes the client sent right after its handshake request (h11's trailing data).
         self._protocol = Connection(ConnectionType.SERVER, trailing_data=received)
         self._events: deque[Event] = deque(self._protocol.events())
-        self._write_timeout = write_timeout
         self._max_message_bytes = max_message_bytes
-        self._send_lock = trio.Lock()
-        self._unsent: bytes | memoryview = b""
-        """What :meth:`send_texts_nowait` wrote that the socket did not take; written first by the
-        next write."""
         self._message_parts: list[str] = []
         self._message_bytes = 0
-        self._broken = False
-        self._close_code = ABNORMAL_CLOSURE
-        self._close_reason = ""
         self._close_seen = False
 
     @property
@@ -192,9 +297,6 @@ class WebSocket:
     def is_finished(self) -> bool:
         """True once the closing handshake is complete or the connection broke."""
         return self._broken or self._protocol.state is ConnectionState.CLOSED
-
-    def _closed(self) -> WebSocketClosed:
-        return WebSocketClosed(self._close_code, self._close_reason)
 
     def _record_close(self, code: int, reason: str) -> None:
         if not self._close_seen:
@@ -268,56 +370,6 @@ class WebSocket:
         """
         await self.send_texts([text])
 
-    async def send_texts(self, texts: Sequence[str]) -> None:
-        """Send each of ``texts`` as its own text message, all in one write: one system call and
-        one timeout for a batch. Raises and cancels as :meth:`send_text`."""
-        async with self._send_lock:
-            if not self.is_open:
-                raise self._closed()
-            await self._write(encode_batch(texts, encode_text_frame))
-
-    @property
-    def can_send_nowait(self) -> bool:
-        """True when :meth:`send_texts_nowait` may be called: the websocket is open, on a socket,
-        no send is under way and nothing is left unsent."""
-        return (
-            self._socket_stream is not None
-            and self.is_open
-            and not self._unsent
-            and not self._send_lock.locked()
-        )
-
-    @property
-    def has_unsent(self) -> bool:
-        """True while bytes of :meth:`send_texts_nowait` wait for :meth:`flush`."""
-        return bool(self._unsent)
-
-    def send_texts_nowait(self, texts: Sequence[str]) -> None:
-        """Send ``texts`` as :meth:`send_texts` does, but from the caller's task and without waiting
-        (no task switch, no timer): one system call. Only when :attr:`can_send_nowait`.
-
-        What the socket does not take at once is kept (:attr:`has_unsent`): the caller must then
-        have :meth:`flush` run, which writes it within the write timeout or aborts the connection,
-        as any other write. Raises :class:`WebSocketClosed` (and the websocket is broken) if the
-        connection is.
-        """
-        assert self.can_send_nowait, "check can_send_nowait first"
-        assert self._socket_stream is not None
-        data = encode_batch(texts, encode_text_frame)
-        try:
-            written = write_nowait(self._socket_stream, data)
-        except OSError:
-            self._broken = True
-            raise self._closed() from None
-        self._unsent = unsent_part(data, written)
-
-    async def flush(self) -> None:
-        """Write what :meth:`send_texts_nowait` left unsent, if anything; raises and cancels as
-        :meth:`send_text`."""
-        async with self._send_lock:
-            if self._unsent and not self._broken:
-                await self._write(b"")
-
     async def close(self, code: int, reason: str) -> None:
         """Send a close frame with ``code`` and ``reason`` (truncated to fit 125 bytes).
 
@@ -336,32 +388,3 @@ class WebSocket:
             data = self._protocol.send(CloseConnection(code=code, reason=reason))
             with contextlib.suppress(WebSocketClosed):
                 await self._write(data)
-
-    async def _write(self, data: bytes | memoryview) -> None:
-        # Called with the send lock held. Bytes a send without waiting left over go first.
-        if self._unsent:
-            data, self._unsent = b"".join((self._unsent, data)) if data else self._unsent, b""
-        written = False
-        try:
-            with trio.move_on_after(self._write_timeout):
-                await self._stream.send_all(data)
-                written = True
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        finally:
-            if not written:
-                # Timed out, broken or cancelled half-way: the stream cannot carry another frame.
-                await self.abort()
-        if not written:
-            raise self._closed()
-
-    async def abort(self) -> None:
-        """Drop the connection at once, without a close frame; pending and later calls raise
-        :class:`WebSocketClosed` (1006). Use when there is no time to be polite."""
-        self._broken = True
-        await trio.aclose_forcefully(self._stream)
-
-    async def aclose(self) -> None:
-        """Close the underlying stream (after the closing handshake, or to give up on it)."""
-        self._broken = True
-        await self._stream.aclose()
