@@ -34,7 +34,10 @@ async function readStdin() {
   return JSON.parse(Buffer.concat(chunks).toString("utf8"));
 }
 
-// Page errors and console errors, so that a test can show why something failed.
+// Page errors and console errors, so that a test can show why something failed. Callers return
+// a copy taken when their page's results are read: closing the browser context afterwards unloads
+// the page, and sockjs-client's unload handler drops its JSONP callbacks while a poll's script
+// may still run ("_jp.<id> is not a function"), which says nothing about the server.
 function collectErrors(page) {
   const errors = [];
   page.on("pageerror", (error) => errors.push(`pageerror: ${error.message}`));
@@ -63,7 +66,7 @@ async function runScenarios(context, base, transport, argumentsJson) {
     },
     { base, transport, argumentsJson },
   );
-  return { ...JSON.parse(resultJson), errors };
+  return { ...JSON.parse(resultJson), errors: [...errors] };
 }
 
 // The status page with `transport` selected, logged in as a user would with the API key:
@@ -90,7 +93,7 @@ async function watchStatusPage(context, base, transport, apiKey) {
     state: await page.locator("#state").textContent(),
     logLines: (await page.locator("#log").textContent()).split("\n").filter((line) => line).length,
     heaters: await page.locator("#temperatures li").count(),
-    errors,
+    errors: [...errors],
   };
 }
 
